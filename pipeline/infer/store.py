@@ -1,0 +1,80 @@
+"""On-disk format of one model's features: plain ``.npy`` arrays with ``.txt`` id lists.
+
+    <dir>/query.npy, query.txt          test queries (rows in query.csv order)
+    <dir>/gallery.npy, gallery.txt      test gallery
+    <dir>/oof<F>_query.npy, ...         fold F's held-out identities, for tuning the fusion
+
+Ids are the ``image`` paths of the CSVs, one per line. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import DataError
+from pipeline.io_utils import atomic_dir
+
+_OOF_FILE = re.compile(r"^oof(\d+)_query\.npy$")
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Features (N, D) with their image ids."""
+
+    features: np.ndarray
+    ids: list[str]
+
+    def __post_init__(self) -> None:
+        if self.features.ndim != 2 or len(self.features) != len(self.ids):
+            raise DataError(
+                f"features of shape {self.features.shape} do not match {len(self.ids)} ids"
+            )
+
+
+@dataclass(frozen=True)
+class ModelFeatures:
+    query: FeatureSet
+    gallery: FeatureSet
+    oof: dict[int, tuple[FeatureSet, FeatureSet]] = field(default_factory=dict)
+
+
+def _sets(features: ModelFeatures) -> dict[str, FeatureSet]:
+    named = {"query": features.query, "gallery": features.gallery}
+    for fold, (query, gallery) in sorted(features.oof.items()):
+        named[f"oof{fold}_query"] = query
+        named[f"oof{fold}_gallery"] = gallery
+    return named
+
+
+def save_features(directory: str | Path, features: ModelFeatures, dtype: str = "float32") -> None:
+    """Write every set of ``features`` into ``directory`` at once (atomic folder swap)."""
+    with atomic_dir(directory) as tmp:
+        for name, feature_set in _sets(features).items():
+            np.save(tmp / f"{name}.npy", feature_set.features.astype(dtype), allow_pickle=False)
+            (tmp / f"{name}.txt").write_text("\n".join(feature_set.ids) + "\n", encoding="utf-8")
+
+
+def _load_set(directory: Path, name: str) -> FeatureSet:
+    array_path, ids_path = directory / f"{name}.npy", directory / f"{name}.txt"
+    for path in (array_path, ids_path):
+        if not path.is_file():
+            raise DataError(f"{path}: missing (run the extract stage first)")
+    array = np.load(array_path, allow_pickle=False).astype(np.float32)
+    ids = ids_path.read_text(encoding="utf-8").splitlines()
+    if len(ids) != len(array):
+        raise DataError(f"{ids_path}: {len(ids)} ids for {len(array)} rows in {array_path.name}")
+    return FeatureSet(array, ids)
+
+
+def load_features(directory: str | Path) -> ModelFeatures:
+    directory = Path(directory)
+    folds = sorted(int(m.group(1)) for p in directory.glob("oof*_query.npy") if (m := _OOF_FILE.match(p.name)))
+    return ModelFeatures(
+        query=_load_set(directory, "query"),
+        gallery=_load_set(directory, "gallery"),
+        oof={f: (_load_set(directory, f"oof{f}_query"), _load_set(directory, f"oof{f}_gallery")) for f in folds},
+    )

@@ -1,0 +1,112 @@
+"""Test-time-augmented feature extraction: scales x rotations x flips, summed and L2-normalised.
+
+The rotations and flips of a square batch keep its shape, so all views of one scale are
+stacked into a single forward pass: fewer, larger calls keep the extraction close to a bare
+forward over the same views (see benchmarks/bench_extract.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from pipeline.data.torch_data import normalize_batch
+
+
+@dataclass(frozen=True)
+class TTAConfig:
+    scales: tuple[float, ...] = (1.0,)
+    rotations: tuple[int, ...] = (0,)
+    flip: bool = True
+    batch_size: int = 64
+    dtype: Literal["float16", "float32"] = "float32"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def validate(self) -> None:
+        if not self.scales or any(s <= 0 for s in self.scales):
+            raise ValueError("scales must be a non-empty list of positive numbers")
+        if not self.rotations or any(r % 90 for r in self.rotations):
+            raise ValueError("rotations must be a non-empty list of multiples of 90 degrees")
+        if len(set(r % 360 for r in self.rotations)) != len(self.rotations):
+            raise ValueError("rotations must not repeat")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+
+    @property
+    def views_per_image(self) -> int:
+        return len(self.scales) * len(self.rotations) * (2 if self.flip else 1)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present, so the same params run on a laptop and a GPU box."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but torch sees no GPU")
+    return torch.device(name)
+
+
+def scale_batch(batch: torch.Tensor, input_size: int, scale: float) -> torch.Tensor:
+    """Resize a (B, 3, H, W) batch to ``round(input_size * scale)`` on each side."""
+    side = max(1, round(input_size * scale))
+    if batch.shape[-2:] == (side, side):
+        return batch
+    return F.interpolate(batch, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
+
+
+def stack_views(batch: torch.Tensor, rotations: Sequence[int], flip: bool) -> torch.Tensor:
+    """All rotations (and their mirror images) of a square batch, stacked view-major: (V*B, 3, H, W)."""
+    views = [torch.rot90(batch, k=(r // 90) % 4, dims=(2, 3)) for r in rotations]
+    if flip:
+        views += [torch.flip(v, dims=(3,)) for v in views]
+    return torch.cat(views)
+
+
+@torch.inference_mode()
+def embed_with_tta(model: torch.nn.Module, batch: torch.Tensor, input_size: int, cfg: TTAConfig) -> torch.Tensor:
+    """Sum of the embeddings of every view of ``batch`` (normalised (B, 3, H, W)), L2-normalised."""
+    total: torch.Tensor | None = None
+    size = batch.shape[0]
+    for scale in cfg.scales:
+        views = stack_views(scale_batch(batch, input_size, scale), cfg.rotations, cfg.flip)
+        embedded = model.embed(views).float()
+        summed = embedded.view(-1, size, embedded.shape[-1]).sum(dim=0)
+        total = summed if total is None else total + summed
+    assert total is not None
+    return F.normalize(total, dim=1)
+
+
+def extract_features(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    *,
+    input_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    cfg: TTAConfig,
+    description: str = "extract",
+) -> np.ndarray:
+    """Features (N, D) float32, L2-normalised, for uint8 images (N, S, S, 3) such as the cache."""
+    device = next(model.parameters()).device
+    model.eval()
+    chunks = []
+    for start in tqdm(range(0, len(images), cfg.batch_size), desc=description, unit="batch", leave=False):
+        raw = torch.from_numpy(np.ascontiguousarray(images[start : start + cfg.batch_size])).to(device)
+        chunks.append(embed_with_tta(model, normalize_batch(raw, mean, std), input_size, cfg).cpu())
+    if not chunks:
+        raise ValueError(f"{description}: no images to extract")
+    return torch.cat(chunks).numpy().astype(np.float32)
+
+
+def average_fold_features(per_fold: Sequence[np.ndarray]) -> np.ndarray:
+    """Mean of the fold models' normalised features, normalised again (the fold ensemble)."""
+    stacked = np.stack(per_fold).astype(np.float32)
+    mean = stacked.mean(axis=0)
+    norms = np.linalg.norm(mean, axis=1, keepdims=True)
+    return mean / np.maximum(norms, 1e-12)

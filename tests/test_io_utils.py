@@ -1,0 +1,54 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.io_utils import atomic_dir, atomic_path, save_npy, write_csv, write_json
+
+
+def test_atomic_path_leaves_nothing_when_the_block_fails(tmp_path):
+    target = tmp_path / "out.txt"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_path_replaces_existing_file_only_on_success(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("new")
+            raise RuntimeError
+    assert target.read_text() == "old"
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new"
+
+
+def test_atomic_dir_swaps_whole_folder(tmp_path):
+    target = tmp_path / "folder"
+    target.mkdir()
+    (target / "stale.txt").write_text("stale")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "a.txt").write_text("a")
+            raise RuntimeError
+    assert sorted(p.name for p in target.iterdir()) == ["stale.txt"]
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("a")
+    assert sorted(p.name for p in target.iterdir()) == ["a.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+
+
+def test_writers_round_trip(tmp_path):
+    array = np.arange(6, dtype=np.float32).reshape(2, 3)
+    save_npy(tmp_path / "a.npy", array)
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy", allow_pickle=False), array)
+    frame = pd.DataFrame({"image": ["a.png"], "label": ["007"]})
+    write_csv(tmp_path / "t.csv", frame)
+    assert pd.read_csv(tmp_path / "t.csv", dtype=str).equals(frame)
+    write_json(tmp_path / "m.json", {"score": 0.5})
+    assert (tmp_path / "m.json").read_text() == '{\n  "score": 0.5\n}\n'
