@@ -1,0 +1,112 @@
+"""The preprocess cache: every split decoded and rescale-padded once, read back as a memmap.
+
+    <out>/{split}.npy   uint8 (N, size, size, 3), RGB, row i = row i of {split}.csv
+    <out>/{split}.csv   the split's table from the dataset, same row order
+
+Training and extraction open the ``.npy`` with ``mmap_mode="r"``: a batch read touches only
+its rows, so no worker decodes a JPEG again and the cache may be larger than memory. The
+whole folder is built under a temporary name and swapped in at the end, so a killed run
+never leaves a cache that looks complete.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from pipeline.data.images import read_image
+from pipeline.data.layout import SPLITS, load_dataset, read_split, write_split
+from pipeline.data.rescale_pad import rescale_pad
+from pipeline.errors import DataError
+from pipeline.io_utils import atomic_dir
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """params.yaml section ``preprocess``."""
+
+    out: str = "outputs/cache"
+    size: int = 128
+    fill: tuple[int, int, int] = (0, 0, 0)
+
+    def validate(self) -> None:
+        if not self.out:
+            raise ValueError("out must be a non-empty path")
+        if self.size < 8:
+            raise ValueError(f"size must be at least 8 pixels, got {self.size}")
+        if len(self.fill) != 3 or any(not 0 <= v <= 255 for v in self.fill):
+            raise ValueError(f"fill must be three values in 0..255, got {list(self.fill)}")
+
+
+def default_workers() -> int:
+    # Pillow's decoders and cv2.resize release the GIL, so threads scale without the cost of
+    # shipping arrays between processes.
+    return min(8, os.cpu_count() or 1)
+
+
+def build_cache(
+    dataset_root: Path,
+    out_dir: Path,
+    size: int,
+    fill: tuple[int, int, int] = (0, 0, 0),
+    *,
+    workers: int | None = None,
+) -> None:
+    """Decode and rescale-pad every image of the dataset at ``dataset_root`` into ``out_dir``."""
+    dataset = load_dataset(dataset_root)
+    root = Path(dataset_root)
+    fill = tuple(int(v) for v in fill)
+
+    def load(image: str) -> np.ndarray:
+        return rescale_pad(read_image(root / image), size, fill)
+
+    pool = ThreadPoolExecutor(workers or default_workers())
+    try:
+        with atomic_dir(out_dir) as tmp:
+            for split in SPLITS:
+                table = dataset.split(split)
+                # open_memmap writes straight to disk: the cache never has to fit in memory.
+                images = np.lib.format.open_memmap(
+                    tmp / f"{split}.npy", mode="w+", dtype=np.uint8, shape=(len(table), size, size, 3)
+                )
+                decoded = pool.map(load, table["image"])
+                for row, array in enumerate(tqdm(decoded, total=len(table), desc=f"preprocess {split}", unit="img")):
+                    images[row] = array
+                images.flush()
+                del images
+                write_split(tmp, split, table)
+    finally:
+        # On a bad image, drop the queued decodes instead of finishing them first.
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class CachedSplit:
+    """One cached split: ``images`` is a read-only memmap aligned row by row with ``table``."""
+
+    images: np.ndarray
+    table: pd.DataFrame
+
+
+def open_split(cache_dir: Path, split: str) -> CachedSplit:
+    """Open ``{split}.npy`` (memory-mapped, read-only) and ``{split}.csv`` of a built cache."""
+    cache_dir = Path(cache_dir)
+    npy = cache_dir / f"{split}.npy"
+    try:
+        images = np.load(npy, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError as error:
+        raise DataError(f"{npy}: file not found (run the preprocess stage)") from error
+    except ValueError as error:
+        raise DataError(f"{npy}: not a valid .npy file ({error})") from error
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3 or images.shape[1] != images.shape[2]:
+        raise DataError(f"{npy}: expected uint8 (N, size, size, 3), got {images.dtype} {images.shape}")
+    table = read_split(cache_dir, split, check_files=False)  # paths are relative to the dataset, not the cache
+    if len(table) != len(images):
+        raise DataError(f"{cache_dir / f'{split}.csv'}: {len(table)} rows but {npy.name} holds {len(images)} images")
+    return CachedSplit(images=images, table=table)

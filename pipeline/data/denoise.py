@@ -1,0 +1,105 @@
+"""The denoise stage's library: a full canonical copy of a dataset with noisy images repaired.
+
+``denoise_dataset(src_root, out_root, cfg)`` writes, atomically as one folder::
+
+    <out_root>/train.csv, query.csv, gallery.csv   copied unchanged
+    <out_root>/<every image path the CSVs name>    repaired if found noisy, else the source file
+    <out_root>/report.csv                           image,split,noise,sigma,impulse_fraction,action
+
+Query and gallery images are always examined; train images only with ``apply_to_train``
+(train images are otherwise linked through untouched). An unchanged image is hard-linked
+(falling back to a byte copy across filesystems), so the copy costs almost no disk space.
+A repaired image keeps its file name and format.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import cv2
+import pandas as pd
+from tqdm import tqdm
+
+from pipeline.data.images import read_image, write_image
+from pipeline.data.layout import SPLITS, read_split, split_path
+from pipeline.data.noise_estimate import NoiseEstimate, estimate_noise
+from pipeline.data.noise_repair import DenoiseConfig, repair
+from pipeline.io_utils import atomic_dir, write_csv
+
+# Re-exported: the stage's whole API importable from one place.
+__all__ = ["REPORT_COLUMNS", "DenoiseConfig", "NoiseEstimate", "denoise_dataset", "denoise_file", "estimate_noise", "repair"]
+
+_Job = tuple[str, str, str, str, DenoiseConfig]
+
+REPORT_COLUMNS = ["image", "split", "noise", "sigma", "impulse_fraction", "action"]
+
+
+def _place_unchanged(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another filesystem, or links not supported
+        shutil.copy2(src, dst)
+
+
+def denoise_file(src_root: Path, out_root: Path, image: str, split: str, cfg: DenoiseConfig) -> dict[str, object]:
+    """Examine one image, write its repaired (or unchanged) copy, and return its report row."""
+    src, dst = src_root / image, out_root / image
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    rgb = read_image(src)
+    estimate = estimate_noise(rgb, cfg.gaussian_threshold, cfg.impulse_threshold)
+    repaired, action = repair(rgb, estimate, cfg)
+    if repaired is rgb:
+        _place_unchanged(src, dst)
+    else:
+        write_image(dst, repaired)
+    return {"image": image, "split": split, "noise": estimate.kind, "sigma": estimate.sigma,
+            "impulse_fraction": estimate.impulse_fraction, "action": action}
+
+
+def _denoise_job(job: _Job) -> dict[str, object]:
+    src_root, out_root, image, split, cfg = job
+    return denoise_file(Path(src_root), Path(out_root), image, split, cfg)
+
+
+def denoise_dataset(src_root: Path, out_root: Path, cfg: DenoiseConfig) -> pd.DataFrame:
+    """Write the repaired full copy of ``src_root`` at ``out_root``; return the report table."""
+    cfg.validate()
+    src_root, out_root = Path(src_root), Path(out_root)
+    tables = {split: read_split(src_root, split) for split in SPLITS}
+    examined = {"query", "gallery"} | ({"train"} if cfg.apply_to_train else set())
+    with atomic_dir(out_root) as tmp:
+        for split, table in tables.items():
+            shutil.copy2(split_path(src_root, split), split_path(tmp, split))
+            if split not in examined:
+                for image in table["image"]:
+                    (tmp / image).parent.mkdir(parents=True, exist_ok=True)
+                    _place_unchanged(src_root / image, tmp / image)
+        jobs = [
+            (str(src_root), str(tmp), image, split, cfg)
+            for split in SPLITS if split in examined
+            for image in tables[split]["image"]
+        ]
+        rows = _run(jobs, cfg.workers)
+        report = pd.DataFrame(rows, columns=REPORT_COLUMNS)
+        write_csv(tmp / "report.csv", report)
+    return report
+
+
+def _single_threaded_opencv() -> None:
+    # One OpenCV thread per worker process: cfg.workers processes already fill the cores.
+    cv2.setNumThreads(1)
+
+
+def _run(jobs: list[_Job], workers: int) -> list[dict[str, object]]:
+    progress = dict(total=len(jobs), desc="denoise", unit="img")
+    if workers == 1:
+        return [_denoise_job(job) for job in tqdm(jobs, **progress)]
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_single_threaded_opencv)
+    try:
+        # A DataError raised in a worker is re-raised here, message intact, and aborts the run.
+        return list(tqdm(pool.map(_denoise_job, jobs, chunksize=8), **progress))
+    finally:
+        pool.shutdown(cancel_futures=True)

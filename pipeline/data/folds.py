@@ -1,0 +1,129 @@
+"""Identity-grouped K folds for validation that mirrors the test: unseen identities only.
+
+Every identity with at least two images belongs to exactly one fold. When fold ``f`` is
+held out, its identities form the validation query/gallery (a few query images per
+identity, the rest gallery) and all other rows train. Identities with a single image
+cannot be queried against anything, so they get fold -1 and always train.
+
+Assignment: identities are shuffled with ``seed``, sorted by image count (largest first,
+ties in shuffled order) and each goes to the fold with the fewest images so far (lowest
+index on ties) -- the greedy "longest processing time" rule: the largest and smallest folds
+differ by at most the image count of the largest identity. scikit-learn's GroupKFold balances the same way
+but takes no seed and picks no query/gallery roles, so it would cover only half the job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import DataError
+
+TRAIN_FOLD = -1
+
+
+@dataclass(frozen=True)
+class FoldsConfig:
+    """params.yaml section ``folds``."""
+
+    out: str = "outputs/folds.csv"
+    k: int = 5
+    seed: int = 0
+    query_fraction: float = 0.2
+
+    def validate(self) -> None:
+        if not self.out:
+            raise ValueError("out must be a non-empty path")
+        if self.k < 2:
+            raise ValueError(f"k must be at least 2, got {self.k}")
+        if not 0.0 < self.query_fraction < 1.0:
+            raise ValueError(f"query_fraction must be in (0, 1), got {self.query_fraction}")
+
+
+@dataclass(frozen=True)
+class FoldSplit:
+    """Row indices (into the folds table) for one held-out fold."""
+
+    train: np.ndarray
+    val_query: np.ndarray
+    val_gallery: np.ndarray
+
+
+def queries_per_identity(n: int, query_fraction: float) -> int:
+    """max(1, round(query_fraction * n)) rounded half up, leaving at least one gallery image."""
+    return min(n - 1, max(1, int(np.floor(query_fraction * n + 0.5))))
+
+
+def make_folds(train: pd.DataFrame, k: int, seed: int, query_fraction: float) -> pd.DataFrame:
+    """Return ``train`` (same rows and order) with an int ``fold`` and a str ``role`` column."""
+    if "label" not in train.columns:
+        raise DataError("make_folds: the train table has no 'label' column")
+    labels = train["label"].astype(str).to_numpy()
+    rng = np.random.default_rng(seed)
+    # Sorted unique labels first, so the result depends on the table's content and seed only.
+    names, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    eligible = np.flatnonzero(counts >= 2)
+    if len(eligible) < k:
+        raise DataError(
+            f"train table has {len(eligible)} identities with at least 2 images, fewer than k={k} folds"
+        )
+    shuffled = rng.permutation(eligible)
+    order = shuffled[np.argsort(-counts[shuffled], kind="stable")]
+    fold_of_identity = np.full(len(names), TRAIN_FOLD, dtype=np.int64)
+    fold_images = np.zeros(k, dtype=np.int64)
+    for identity in order:
+        fold = int(np.argmin(fold_images))
+        fold_of_identity[identity] = fold
+        fold_images[fold] += counts[identity]
+
+    role = np.full(len(labels), "train", dtype=object)
+    rows_by_identity = np.argsort(inverse, kind="stable")  # rows grouped by identity, table order within
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    for identity in eligible:  # ascending order: the rng draws below are reproducible
+        rows = rows_by_identity[starts[identity] : starts[identity + 1]]
+        picked = rng.permutation(rows)
+        n_query = queries_per_identity(len(rows), query_fraction)
+        role[picked[:n_query]] = "query"
+        role[picked[n_query:]] = "gallery"
+
+    out = train.copy()
+    out["fold"] = fold_of_identity[inverse]
+    out["role"] = pd.Series(role, index=train.index, dtype=str)
+    return out
+
+
+def fold_indices(folds: pd.DataFrame, fold: int) -> FoldSplit:
+    """Rows that train, and the validation query / gallery rows, when ``fold`` is held out."""
+    values = folds["fold"].to_numpy()
+    present = sorted(int(f) for f in np.unique(values) if f != TRAIN_FOLD)
+    if fold not in present:
+        raise ValueError(f"fold {fold} is not in the folds table (folds: {present})")
+    held_out = values == fold
+    roles = folds["role"].to_numpy()
+    return FoldSplit(
+        train=np.flatnonzero(~held_out),
+        val_query=np.flatnonzero(held_out & (roles == "query")),
+        val_gallery=np.flatnonzero(held_out & (roles == "gallery")),
+    )
+
+
+def read_folds(path: str | Path) -> pd.DataFrame:
+    """Read a folds.csv written by the folds stage: labels stay strings, ``fold`` is int."""
+    path = Path(path)
+    try:
+        folds = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError as error:
+        raise DataError(f"{path}: file not found (run the folds stage)") from error
+    except pd.errors.EmptyDataError as error:
+        raise DataError(f"{path}: empty file") from error
+    missing = [name for name in ("image", "label", "fold", "role") if name not in folds.columns]
+    if missing:
+        raise DataError(f"{path}: missing column '{missing[0]}'")
+    try:
+        folds["fold"] = folds["fold"].astype(np.int64)
+    except ValueError as error:
+        raise DataError(f"{path}: column 'fold' must hold integers ({error})") from error
+    return folds

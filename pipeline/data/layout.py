@@ -1,0 +1,181 @@
+"""The canonical dataset layout: three CSV tables beside the images they name.
+
+    <root>/train.csv     image,label[,camera]
+    <root>/query.csv     image[,label][,camera]
+    <root>/gallery.csv   image[,label][,camera]
+
+``image`` is a path relative to ``<root>`` (forward slashes). Every cell is read as a string
+("007" stays "007"). Columns other than these three are an error, so a misspelled ``lable``
+is caught instead of silently dropping the labels used for scoring. A split with no data
+rows is an error too: every later stage would fail on it less clearly.
+
+The CSV is parsed with the standard ``csv`` module rather than ``pandas.read_csv`` because
+errors must name the physical line (header = line 1) and pandas skips blank lines without
+telling which rows moved.
+"""
+
+from __future__ import annotations
+
+import csv
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path, PureWindowsPath
+
+import pandas as pd
+
+from pipeline.config import read_yaml
+from pipeline.errors import ConfigError, DataError
+from pipeline.io_utils import write_csv
+
+SPLITS = ("train", "query", "gallery")
+COLUMNS = ("image", "label", "camera")
+
+
+def split_path(root: str | Path, split: str) -> Path:
+    _check_split(split)
+    return Path(root) / f"{split}.csv"
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+
+
+def _required(split: str) -> tuple[str, ...]:
+    return ("image", "label") if split == "train" else ("image",)
+
+
+def read_split(root: str | Path, split: str, *, check_files: bool = True) -> pd.DataFrame:
+    """Read and validate ``<root>/<split>.csv``; return columns image[, label][, camera] as str."""
+    root = Path(root)
+    csv_path = split_path(root, split)
+    try:
+        # utf-8-sig: spreadsheet programs prepend a byte-order mark to the header.
+        text = csv_path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError as error:
+        raise DataError(f"{csv_path}: file not found") from error
+    except UnicodeDecodeError as error:
+        raise DataError(f"{csv_path}: not UTF-8 text ({error.reason} at byte {error.start})") from error
+    if not text.strip():
+        raise DataError(f"{csv_path}: empty file (expected a header line '{','.join(COLUMNS)}')")
+
+    reader = csv.reader(text.splitlines(keepends=True), strict=True)
+    try:
+        header = next(reader)
+        columns = _check_header(csv_path, split, header)
+        values: dict[str, list[str]] = {name: [] for name in columns}
+        first_line: dict[str, int] = {}
+        for row in reader:
+            line = reader.line_num
+            if not row:
+                continue  # blank lines (often trailing) carry nothing; line numbers stay exact
+            if len(row) != len(columns):
+                raise DataError(
+                    f"{csv_path}: line {line}: expected {len(columns)} fields ({','.join(columns)}), got {len(row)}"
+                )
+            for name, cell in zip(columns, row):
+                if not cell.strip():
+                    raise DataError(f"{csv_path}: line {line}: empty '{name}' cell")
+                values[name].append(cell)
+            image = row[columns.index("image")]
+            key = check_image_path(csv_path, line, image)
+            if key in first_line:
+                raise DataError(
+                    f"{csv_path}: line {line}: duplicate image '{image}' (first listed on line {first_line[key]})"
+                )
+            first_line[key] = line
+            if check_files and not (root / key).is_file():
+                raise DataError(f"{csv_path}: line {line}: image file not found: {root / key}")
+    except csv.Error as error:
+        raise DataError(f"{csv_path}: line {reader.line_num}: malformed CSV ({error})") from error
+    if not first_line:
+        raise DataError(f"{csv_path}: no data rows after the header")
+    # Canonical column order, whatever the order in the file.
+    return pd.DataFrame({name: pd.Series(values[name], dtype=str) for name in _canonical(columns)})
+
+
+def _check_header(csv_path: Path, split: str, header: list[str]) -> list[str]:
+    columns = [name.strip() for name in header]
+    unknown = [name for name in columns if name not in COLUMNS]
+    if unknown:
+        raise DataError(
+            f"{csv_path}: line 1: unknown column '{unknown[0]}' (allowed: {', '.join(COLUMNS)})"
+        )
+    if len(set(columns)) != len(columns):
+        raise DataError(f"{csv_path}: line 1: repeated column name in header {header}")
+    for name in _required(split):
+        if name not in columns:
+            raise DataError(f"{csv_path}: line 1: missing required column '{name}'")
+    return columns
+
+
+def _canonical(columns: list[str]) -> list[str]:
+    return [name for name in COLUMNS if name in columns]
+
+
+def check_image_path(source: Path, line: int, image: str) -> str:
+    """Return ``image`` normalised; reject absolute paths and paths leaving the root.
+
+    ``source`` and ``line`` (the listing file and its line) only go into the error message.
+    """
+    if image.startswith(("/", "\\")) or PureWindowsPath(image).drive:
+        raise DataError(
+            f"{source}: line {line}: image path '{image}' is absolute; use a path relative to the dataset root"
+        )
+    normal = posixpath.normpath(image.replace("\\", "/"))
+    if normal == ".." or normal.startswith("../") or normal == ".":
+        raise DataError(f"{source}: line {line}: image path '{image}' points outside the dataset root")
+    return normal
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One dataset in the canonical layout, its three tables already validated."""
+
+    root: Path
+    train: pd.DataFrame
+    query: pd.DataFrame
+    gallery: pd.DataFrame
+
+    def split(self, name: str) -> pd.DataFrame:
+        _check_split(name)
+        return getattr(self, name)
+
+
+def load_dataset(root: str | Path, *, check_files: bool = True) -> Dataset:
+    """Read all three splits of ``root`` (each one is required)."""
+    root = Path(root)
+    tables = {split: read_split(root, split, check_files=check_files) for split in SPLITS}
+    return Dataset(root=root, **tables)
+
+
+def write_split(root: str | Path, split: str, frame: pd.DataFrame) -> Path:
+    """Write ``frame`` as ``<root>/<split>.csv`` atomically, columns in canonical order."""
+    csv_path = split_path(root, split)
+    unknown = [str(name) for name in frame.columns if name not in COLUMNS]
+    if unknown:
+        raise DataError(f"{csv_path}: cannot write unknown column '{unknown[0]}' (allowed: {', '.join(COLUMNS)})")
+    missing = [name for name in _required(split) if name not in frame.columns]
+    if missing:
+        raise DataError(f"{csv_path}: cannot write without required column '{missing[0]}'")
+    ordered = frame.loc[:, _canonical(list(frame.columns))]
+    if ordered.isna().any().any():
+        column = ordered.columns[ordered.isna().any()][0]
+        raise DataError(f"{csv_path}: cannot write a missing value in column '{column}'")
+    write_csv(csv_path, ordered.astype(str))
+    return csv_path
+
+
+def dataset_root_from_params(params: str | Path) -> Path:
+    """The dataset the stages after denoise read: ``denoise.out`` of the params file.
+
+    The denoise stage writes a full canonical copy of the dataset there, so preprocess and
+    folds read one root whether or not anything was repaired.
+    """
+    section = read_yaml(params).get("denoise")
+    if not isinstance(section, dict) or "out" not in section:
+        raise ConfigError(f"{params}: missing key 'denoise.out' (the dataset root that denoise writes)")
+    out = section["out"]
+    if not isinstance(out, str) or not out:
+        raise ConfigError(f"{params}: 'denoise.out' must be a non-empty string, got {out!r}")
+    return Path(out)

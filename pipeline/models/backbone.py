@@ -1,0 +1,86 @@
+"""timm backbones without their classifier, with weights from a local file when offline."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from pathlib import Path
+
+from torch import Tensor, nn
+
+from pipeline.compat import import_timm
+from pipeline.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+
+
+def create_backbone(
+    name: str,
+    pretrained: bool = False,
+    pretrained_file: str | Path | None = None,
+    drop_path_rate: float = 0.0,
+) -> nn.Module:
+    """A timm model with ``num_classes=0``; ``forward_features`` gives its feature map.
+
+    ``pretrained=True`` downloads through timm's hub (needs the network);
+    ``pretrained_file`` loads local weights instead (see ``load_backbone_weights``).
+    """
+    timm = import_timm()
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+        hint = f" (close: {', '.join(close)})" if close else ""
+        raise ConfigError(f"backbone: {name!r} is not a timm model name{hint}")
+    kwargs = {"num_classes": 0}
+    if drop_path_rate > 0:  # only when asked: not every timm family takes the argument
+        kwargs["drop_path_rate"] = drop_path_rate
+    try:
+        model = timm.create_model(name, pretrained=pretrained, **kwargs)
+    except TypeError as error:
+        raise ConfigError(f"backbone {name!r} rejects its arguments {kwargs}: {error}") from error
+    if pretrained_file is not None:
+        load_backbone_weights(model, pretrained_file)
+    return model
+
+
+def load_backbone_weights(model: nn.Module, path: str | Path) -> list[str]:
+    """Load a local .pth/.pt/.bin (torch.load weights_only) or .safetensors file into ``model``.
+
+    Accepts a bare state dict, a checkpoint with a "state_dict"/"model" entry (timm's
+    reader, which also drops DDP/compile prefixes), or a ``ReIDModel`` state dict (keys
+    under "backbone."). Keys the model lacks (e.g. a classifier) are ignored; a file that
+    matches no key, or a key with the wrong shape, is an error. Returns the model's keys
+    the file did not provide.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"pretrained_file: {path}: file not found")
+    if path.suffix not in WEIGHT_SUFFIXES:
+        raise ConfigError(f"pretrained_file: {path}: expected one of {', '.join(WEIGHT_SUFFIXES)}")
+    try:
+        state = import_timm().models.load_state_dict(str(path), weights_only=True)
+    except Exception as error:  # torch/safetensors raise many types for unreadable files
+        raise ConfigError(f"pretrained_file: {path}: cannot read weights: {error}") from error
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ConfigError(f"pretrained_file: {path}: not a state dict of tensors")
+    own = model.state_dict()
+    if not own.keys() & state.keys() and any(k.startswith("backbone.") for k in state):
+        state = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    matched = own.keys() & state.keys()
+    if not matched:
+        raise ConfigError(
+            f"pretrained_file: {path}: no key matches {type(model).__name__} "
+            f"(file has e.g. {sorted(state)[:3]}, model has e.g. {sorted(own)[:3]})"
+        )
+    wrong = [k for k in sorted(matched) if own[k].shape != state[k].shape]
+    if wrong:
+        k = wrong[0]
+        raise ConfigError(
+            f"pretrained_file: {path}: {len(wrong)} keys have the wrong shape, e.g. {k}: "
+            f"file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        )
+    model.load_state_dict({k: state[k] for k in matched}, strict=False)
+    missing = sorted(own.keys() - matched)
+    log.info("%s: loaded %d tensors, %d model keys not in the file", path, len(matched), len(missing))
+    return missing

@@ -1,0 +1,20 @@
+"""Folds stage: identity-grouped K folds of the denoised train split, written to folds.csv."""
+
+from __future__ import annotations
+
+from pipeline.cli import run_stage, stage_parser
+from pipeline.data.folds import FoldsConfig, make_folds
+from pipeline.data.layout import dataset_root_from_params, read_split
+from pipeline.io_utils import write_csv
+from pipeline.params import load_section
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = stage_parser(__doc__).parse_args(argv)
+    cfg = load_section("folds", FoldsConfig, args.params)
+    train = read_split(dataset_root_from_params(args.params), "train")
+    write_csv(cfg.out, make_folds(train, cfg.k, cfg.seed, cfg.query_fraction))
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,165 @@
+"""Canonical layout reader/writer: valid tables load as strings; every bad table names file and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.data.layout import SPLITS, Dataset, dataset_root_from_params, load_dataset, read_split, write_split
+from pipeline.errors import ConfigError, DataError
+
+
+def _touch(root: Path, *names: str) -> None:
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x")
+
+
+def _write(root: Path, split: str, text: str) -> Path:
+    path = root / f"{split}.csv"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    _touch(tmp_path, "img/a.jpg", "img/b.jpg", "img/c.jpg", "img/d.jpg")
+    _write(tmp_path, "train", "image,label,camera\nimg/a.jpg,007,c1\nimg/b.jpg,007,c2\n")
+    _write(tmp_path, "query", "image,label\nimg/c.jpg,12\n")
+    _write(tmp_path, "gallery", "image\nimg/d.jpg\n")
+    return tmp_path
+
+
+def test_splits_constant() -> None:
+    assert SPLITS == ("train", "query", "gallery")
+
+
+def test_read_split_keeps_strings(root: Path) -> None:
+    train = read_split(root, "train")
+    assert list(train.columns) == ["image", "label", "camera"]
+    assert train["label"].tolist() == ["007", "007"]
+    assert train["image"].tolist() == ["img/a.jpg", "img/b.jpg"]
+    assert all(isinstance(v, str) for v in train["label"])
+
+
+def test_optional_columns_and_canonical_order(root: Path) -> None:
+    _write(root, "query", "camera,image,label\nc3,img/c.jpg,NA\n")
+    query = read_split(root, "query")
+    assert list(query.columns) == ["image", "label", "camera"]
+    assert query.iloc[0].tolist() == ["img/c.jpg", "NA", "c3"]  # "NA" is a label, not a missing value
+    assert list(read_split(root, "gallery").columns) == ["image"]
+
+
+def test_load_dataset(root: Path) -> None:
+    dataset = load_dataset(root)
+    assert isinstance(dataset, Dataset)
+    assert dataset.root == root
+    assert len(dataset.train) == 2 and len(dataset.query) == 1 and len(dataset.gallery) == 1
+    assert dataset.split("gallery") is dataset.gallery
+
+
+def test_load_dataset_requires_all_three(root: Path) -> None:
+    (root / "gallery.csv").unlink()
+    with pytest.raises(DataError, match=r"gallery\.csv: file not found"):
+        load_dataset(root)
+
+
+def test_bom_and_blank_lines_are_tolerated_with_exact_line_numbers(root: Path) -> None:
+    (root / "train.csv").write_text("\ufeffimage,label\n\nimg/a.jpg,1\n\nimg/a.jpg,2\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"train\.csv: line 5: duplicate image 'img/a.jpg' \(first listed on line 3\)"):
+        read_split(root, "train")
+
+
+def test_quoted_cells(root: Path) -> None:
+    _touch(root, "img/with, comma.jpg")
+    _write(root, "gallery", 'image\n"img/with, comma.jpg"\n')
+    assert read_split(root, "gallery")["image"].tolist() == ["img/with, comma.jpg"]
+
+
+@pytest.mark.parametrize(
+    ("split", "text", "message"),
+    [
+        ("train", "", r"train\.csv: empty file"),
+        ("train", "\n  \n", r"train\.csv: empty file"),
+        ("train", "image,label\n", r"train\.csv: no data rows"),
+        ("train", "image,camera\nimg/a.jpg,c1\n", r"train\.csv: line 1: missing required column 'label'"),
+        ("query", "label\n1\n", r"query\.csv: line 1: missing required column 'image'"),
+        ("query", "image,lable\nimg/a.jpg,1\n", r"query\.csv: line 1: unknown column 'lable'"),
+        ("query", "image,image\nimg/a.jpg,img/b.jpg\n", r"query\.csv: line 1: repeated column"),
+        ("train", "image,label\nimg/a.jpg,1\nimg/b.jpg,\n", r"train\.csv: line 3: empty 'label' cell"),
+        ("train", "image,label\nimg/a.jpg,1\n ,2\n", r"train\.csv: line 3: empty 'image' cell"),
+        ("train", "image,label\nimg/a.jpg,1,extra\n", r"train\.csv: line 2: expected 2 fields"),
+        ("gallery", "image\nimg/a.jpg\nimg/b.jpg\nimg/a.jpg\n", r"gallery\.csv: line 4: duplicate image 'img/a.jpg' \(first listed on line 2\)"),
+        ("gallery", "image\nimg/a.jpg\n./img/a.jpg\n", r"gallery\.csv: line 3: duplicate image '\./img/a\.jpg'"),
+        ("gallery", "image\n/etc/passwd\n", r"gallery\.csv: line 2: image path '/etc/passwd' is absolute"),
+        ("gallery", "image\nC:\\data\\a.jpg\n", r"gallery\.csv: line 2: image path .* is absolute"),
+        ("gallery", "image\nimg/a.jpg\n../outside.jpg\n", r"gallery\.csv: line 3: image path '\.\./outside\.jpg' points outside"),
+        ("gallery", "image\nimg/../../outside.jpg\n", r"gallery\.csv: line 2: .* points outside"),
+        ("gallery", "image\nimg/a.jpg\nimg/missing.jpg\n", r"gallery\.csv: line 3: image file not found: .*img/missing\.jpg"),
+        ("gallery", 'image\n"img/a.jpg\n', r"gallery\.csv: line 2: malformed CSV \(unexpected end of data\)"),
+    ],
+)
+def test_bad_tables(root: Path, split: str, text: str, message: str) -> None:
+    _write(root, split, text)
+    with pytest.raises(DataError, match=message):
+        read_split(root, split)
+
+
+def test_missing_csv_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=rf"{tmp_path}/query\.csv: file not found"):
+        read_split(tmp_path, "query")
+
+
+def test_dot_dot_inside_the_root_is_allowed(root: Path) -> None:
+    _write(root, "gallery", "image\nimg/../img/a.jpg\n")
+    assert read_split(root, "gallery")["image"].tolist() == ["img/../img/a.jpg"]
+
+
+def test_check_files_false_skips_the_file_check(root: Path) -> None:
+    _write(root, "gallery", "image\nnot/there.jpg\n")
+    assert read_split(root, "gallery", check_files=False)["image"].tolist() == ["not/there.jpg"]
+
+
+def test_unknown_split(root: Path) -> None:
+    with pytest.raises(ValueError, match="unknown split 'val'"):
+        read_split(root, "val")
+
+
+def test_write_split_round_trip_in_canonical_order(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"camera": ["c1", "c2"], "label": ["007", "8"], "image": ["a.jpg", "b.jpg"]})
+    _touch(tmp_path, "a.jpg", "b.jpg")
+    path = write_split(tmp_path, "train", frame)
+    assert path.read_text().splitlines() == ["image,label,camera", "a.jpg,007,c1", "b.jpg,8,c2"]
+    pd.testing.assert_frame_equal(read_split(tmp_path, "train"), frame[["image", "label", "camera"]].astype(str))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "b.jpg", "train.csv"]
+
+
+def test_write_split_rejects_bad_frames(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="required column 'label'"):
+        write_split(tmp_path, "train", pd.DataFrame({"image": ["a.jpg"]}))
+    with pytest.raises(DataError, match="unknown column 'fold'"):
+        write_split(tmp_path, "query", pd.DataFrame({"image": ["a.jpg"], "fold": [1]}))
+    with pytest.raises(DataError, match="missing value in column 'label'"):
+        write_split(tmp_path, "query", pd.DataFrame({"image": ["a.jpg"], "label": [None]}))
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ("preprocess: {size: 8}\n", r"params\.yaml: missing key 'denoise\.out'"),
+        ("denoise: {method: median}\n", r"params\.yaml: missing key 'denoise\.out'"),
+        ("denoise: {out: 3}\n", r"'denoise\.out' must be a non-empty string, got 3"),
+    ],
+)
+def test_dataset_root_from_params_errors(tmp_path: Path, params: str, message: str) -> None:
+    (tmp_path / "params.yaml").write_text(params)
+    with pytest.raises(ConfigError, match=message):
+        dataset_root_from_params(tmp_path / "params.yaml")
+
+
+def test_dataset_root_from_params(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text("denoise: {out: outputs/denoised, method: median}\n")
+    assert dataset_root_from_params(tmp_path / "params.yaml") == Path("outputs/denoised")
