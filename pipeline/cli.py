@@ -20,6 +20,7 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
 def run_stage(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
     """Run ``main``; turn a PipelineError into ``error: ...`` on stderr and exit status 2."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # it logs every SIMD build it tries
     try:
         main(argv)
     except PipelineError as error:

@@ -1,7 +1,8 @@
-"""Query-to-gallery distances as the rerank stage stores them and the fuse stage reads them.
+"""Per-query candidate lists, the one format the rerank, fuse and evaluate stages exchange.
 
-Dense: a full (Nq, Ng) matrix. Sparse: (Nq, C) candidate lists, ``indices`` into the
-gallery with their ascending ``values``, for galleries where Nq x Ng does not fit.
+A list holds, for every query, ``indices`` into the gallery with their ascending distances
+``values`` (both (Nq, C)). With C equal to the gallery size the list is the full ranking;
+with C smaller, memory stays at Nq x C for galleries where Nq x Ng does not fit.
 """
 
 from __future__ import annotations
@@ -14,47 +15,48 @@ import numpy as np
 
 from pipeline.errors import DataError
 from pipeline.io_utils import atomic_path
-from pipeline.retrieval.search import rank_from_distance
 
 
 @dataclass(frozen=True)
-class Distances:
-    values: np.ndarray
-    indices: np.ndarray | None = None  # None: dense
+class CandidateLists:
+    indices: np.ndarray  # (Nq, C) int64 gallery indices, best first
+    values: np.ndarray  # (Nq, C) float32 distances, ascending along each row
 
-    @property
-    def dense(self) -> bool:
-        return self.indices is None
+    def __post_init__(self) -> None:
+        if self.indices.shape != self.values.shape or self.indices.ndim != 2:
+            raise DataError(f"candidate lists: indices {self.indices.shape} and distances {self.values.shape} differ")
 
     def ranking(self, k: int) -> np.ndarray:
         """Gallery indices (Nq, k), best first."""
-        if self.indices is None:
-            return rank_from_distance(self.values, k)
         if self.indices.shape[1] < k:
             raise DataError(f"only {self.indices.shape[1]} candidates per query, {k} asked for")
-        order = np.argsort(self.values, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(self.indices, order, axis=1)
+        return self.indices[:, :k]
+
+    def to_dense(self, num_gallery: int) -> np.ndarray:
+        """(Nq, Ng) distances; gallery items outside a query's list rank last (+inf)."""
+        dense = np.full((self.indices.shape[0], num_gallery), np.inf, dtype=np.float32)
+        np.put_along_axis(dense, self.indices, self.values.astype(np.float32), axis=1)
+        return dense
 
 
-def save_distance_sets(path: str | Path, sets: Mapping[str, Distances]) -> None:
-    """One ``.npz`` (no pickles) holding named distance sets, e.g. 'raw', 'reranked', 'oof0_raw'."""
+def save_candidate_sets(path: str | Path, sets: Mapping[str, CandidateLists]) -> None:
+    """One ``.npz`` (no pickles) of named lists, e.g. 'raw', 'reranked', 'oof0_raw'."""
     arrays: dict[str, np.ndarray] = {}
-    for name, distances in sets.items():
-        arrays[f"{name}.values"] = distances.values.astype(np.float32)
-        if distances.indices is not None:
-            arrays[f"{name}.indices"] = distances.indices.astype(np.int64)
+    for name, lists in sets.items():
+        arrays[f"{name}.indices"] = lists.indices.astype(np.int64)
+        arrays[f"{name}.values"] = lists.values.astype(np.float32)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
 
 
-def load_distance_sets(path: str | Path) -> dict[str, Distances]:
+def load_candidate_sets(path: str | Path) -> dict[str, CandidateLists]:
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: missing (run the rerank stage first)")
+        raise DataError(f"{path}: missing (run the stage that writes it first)")
     with np.load(path, allow_pickle=False) as data:
         names = sorted({key.rsplit(".", 1)[0] for key in data.files})
-        return {
-            name: Distances(data[f"{name}.values"], data[f"{name}.indices"] if f"{name}.indices" in data.files else None)
-            for name in names
-        }
+        try:
+            return {name: CandidateLists(data[f"{name}.indices"], data[f"{name}.values"]) for name in names}
+        except KeyError as error:
+            raise DataError(f"{path}: incomplete candidate set {error}") from error

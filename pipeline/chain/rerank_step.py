@@ -1,49 +1,36 @@
-"""The rerank stage for one model: plain distances and re-ranked ones, test and out-of-fold."""
+"""The rerank stage for one model: plain and re-ranked candidate lists, test and out-of-fold."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import numpy as np
 
-from pipeline.chain.distances import Distances
+from pipeline.chain.distances import CandidateLists
 from pipeline.infer.store import ModelFeatures
-from pipeline.retrieval.expansion import alpha_query_expansion, average_query_expansion, database_augmentation
-from pipeline.retrieval.rerank import RerankConfig, k_reciprocal_rerank
-from pipeline.retrieval.rerank_sparse import sparse_rerank
-from pipeline.retrieval.search import pairwise_distance, search_topk
+from pipeline.retrieval.rerank import RerankConfig
+from pipeline.retrieval.retrieve import retrieve
+from pipeline.retrieval.search import search_topk
 
 
-def expand(query: np.ndarray, gallery: np.ndarray, cfg: RerankConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Database-side augmentation first (it changes the gallery QE reads), then query expansion."""
-    if cfg.dba_k > 0:
-        gallery = database_augmentation(gallery, cfg.dba_k)
-    if cfg.query_expansion == "average":
-        query = average_query_expansion(query, gallery, cfg.qe_k)
-    elif cfg.query_expansion == "alpha":
-        query = alpha_query_expansion(query, gallery, cfg.qe_k, cfg.qe_alpha)
-    return query, gallery
+@dataclass(frozen=True)
+class RerankStageConfig(RerankConfig):
+    """params.yaml section ``rerank``: the re-ranking knobs plus where the lists go."""
+
+    out: str = "outputs/rerank"
 
 
-def model_distances(query: np.ndarray, gallery: np.ndarray, cfg: RerankConfig) -> tuple[Distances, Distances]:
-    """(plain cosine distances, re-ranked distances) of one query/gallery pair of feature sets."""
-    query, gallery = expand(query, gallery, cfg)
-    rerank_args = dict(k1=cfg.k1, k2=cfg.k2, lambda_value=cfg.lambda_value, half=cfg.half_precision, device=cfg.device)
-    if cfg.mode == "sparse":
-        k = min(cfg.candidates, len(gallery))
-        raw = Distances(*reversed(search_topk(query, gallery, k, metric="cosine")))
-        if not cfg.enabled:
-            return raw, raw
-        indices, values = sparse_rerank(query, gallery, candidates=k, **rerank_args)
-        return raw, Distances(values, indices)
-    raw = Distances(pairwise_distance(query, gallery, metric="cosine"))
-    if not cfg.enabled:
-        return raw, raw
-    return raw, Distances(k_reciprocal_rerank(query, gallery, **rerank_args))
+def model_candidates(query: np.ndarray, gallery: np.ndarray, cfg: RerankConfig) -> tuple[CandidateLists, CandidateLists]:
+    """(plain cosine lists, lists after DBA / QE / re-ranking) of one query and gallery set."""
+    cfg = replace(cfg, candidates=min(cfg.candidates, len(gallery)))
+    raw = CandidateLists(*search_topk(query, gallery, cfg.candidates, metric="cosine"))
+    return raw, CandidateLists(*retrieve(query, gallery, cfg))
 
 
-def rerank_model(features: ModelFeatures, cfg: RerankConfig) -> dict[str, Distances]:
-    """Named distance sets for the rerank stage's ``.npz``: 'raw', 'reranked', 'oof<F>_raw', ..."""
-    sets: dict[str, Distances] = {}
-    sets["raw"], sets["reranked"] = model_distances(features.query.features, features.gallery.features, cfg)
+def rerank_model(features: ModelFeatures, cfg: RerankConfig) -> dict[str, CandidateLists]:
+    """Named lists for the rerank stage's ``.npz``: 'raw', 'reranked', 'oof<F>_raw', 'oof<F>_reranked'."""
+    sets: dict[str, CandidateLists] = {}
+    sets["raw"], sets["reranked"] = model_candidates(features.query.features, features.gallery.features, cfg)
     for fold, (query, gallery) in sorted(features.oof.items()):
-        sets[f"oof{fold}_raw"], sets[f"oof{fold}_reranked"] = model_distances(query.features, gallery.features, cfg)
+        sets[f"oof{fold}_raw"], sets[f"oof{fold}_reranked"] = model_candidates(query.features, gallery.features, cfg)
     return sets

@@ -1,0 +1,110 @@
+"""The evaluate stage: the score table (each model, each model re-ranked, the fused
+submission), CMC curves and rank-list pictures of the best and worst queries."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.chain.distances import CandidateLists
+from pipeline.evaluate.metrics import competition_per_query, competition_scores
+from pipeline.evaluate.ranklist import best_and_worst_queries, render_ranklist
+from pipeline.evaluate.reid import centroid_gallery, reid_metrics, tar_at_far
+from pipeline.retrieval.search import pairwise_distance, rank_from_distance
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """params.yaml section ``evaluate``."""
+
+    out: str = "outputs/metrics.json"
+    cmc: str = "outputs/cmc.csv"
+    report: str = "outputs/report"  # CMC picture and rank lists
+    k: int = 10
+    camera_filter: bool = False  # Market-1501 protocol; off where cameras carry no viewpoint (grocery)
+    centroid: bool = False  # also score each model against per-identity mean gallery embeddings
+    tar_fars: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
+    ranklists: int = 3  # best and worst queries drawn
+
+    def validate(self) -> None:
+        if self.k < 1 or self.ranklists < 0:
+            raise ValueError("k must be at least 1 and ranklists at least 0")
+
+
+@dataclass(frozen=True)
+class Truth:
+    """What the scoring knows about the test set (labels are never used upstream)."""
+
+    query: pd.DataFrame  # image, label[, camera]
+    gallery: pd.DataFrame
+
+    def cameras(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        if "camera" in self.query and "camera" in self.gallery:
+            return self.query["camera"].to_numpy(), self.gallery["camera"].to_numpy()
+        return None, None
+
+
+def score_lists(lists: CandidateLists, truth: Truth, cfg: EvaluateConfig) -> dict[str, object]:
+    """Competition scores on the top k, and the re-id protocol on the whole candidate list."""
+    q_labels, g_labels = truth.query["label"].to_numpy(), truth.gallery["label"].to_numpy()
+    row: dict[str, object] = dict(competition_scores(lists.ranking(cfg.k), q_labels, g_labels, cfg.k))
+    q_cams, g_cams = truth.cameras()
+    reid = reid_metrics(lists.to_dense(len(g_labels)), q_labels, g_labels, q_cams, g_cams, camera_filter=cfg.camera_filter)
+    row.update({key: value for key, value in reid.items() if key != "cmc"})
+    row["cmc"] = reid["cmc"]
+    return row
+
+
+def score_raw_features(query: np.ndarray, gallery: np.ndarray, truth: Truth, cfg: EvaluateConfig) -> dict[str, float]:
+    """TAR at the configured FARs on plain cosine similarity (genuine pairs = same label)."""
+    similarity = 1.0 - pairwise_distance(query, gallery, metric="cosine")
+    return tar_at_far(similarity, truth.query["label"].to_numpy(), truth.gallery["label"].to_numpy(), cfg.tar_fars)
+
+
+def score_centroids(query: np.ndarray, gallery: np.ndarray, truth: Truth, cfg: EvaluateConfig) -> dict[str, float]:
+    """Each gallery identity as its mean embedding; top-1 and mAP@k against those centroids."""
+    centroids, ids = centroid_gallery(gallery, truth.gallery["label"].to_numpy())
+    k = min(cfg.k, len(ids))
+    ranking = rank_from_distance(pairwise_distance(query, centroids, metric="cosine"), k)
+    return competition_scores(ranking, truth.query["label"].to_numpy(), ids, k)
+
+
+def draw_ranklists(
+    directory: Path,
+    lists: CandidateLists,
+    truth: Truth,
+    query_images: np.ndarray,
+    gallery_images: np.ndarray,
+    cfg: EvaluateConfig,
+) -> list[Path]:
+    """Rank-list pictures of the ``cfg.ranklists`` best and worst queries of ``lists``."""
+    if cfg.ranklists == 0:
+        return []
+    q_labels, g_labels = truth.query["label"].to_numpy(), truth.gallery["label"].to_numpy()
+    ranking = lists.ranking(cfg.k)
+    ap = competition_per_query(ranking, q_labels, g_labels, cfg.k).ap
+    best, worst = best_and_worst_queries(ap, cfg.ranklists)
+    written = []
+    for kind, picks in (("best", best), ("worst", worst)):
+        for place, q in enumerate(picks, start=1):
+            path = directory / f"{kind}{place}.png"
+            render_ranklist(
+                path,
+                query_images[q],
+                [gallery_images[g] for g in ranking[q]],
+                [bool(g_labels[g] == q_labels[q]) for g in ranking[q]],
+                f"{kind} #{place}: {Path(truth.query['image'].iloc[q]).name} (AP@{cfg.k} {ap[q]:.2f})",
+            )
+            written.append(path)
+    return written
+
+
+def split_cmc(rows: Mapping[str, dict[str, object]]) -> tuple[dict[str, dict[str, object]], dict[str, np.ndarray]]:
+    """Scalar metrics for metrics.json, and the CMC arrays for the plots."""
+    scalars = {name: {k: v for k, v in row.items() if k != "cmc"} for name, row in rows.items()}
+    curves = {name: np.asarray(row["cmc"]) for name, row in rows.items() if "cmc" in row}
+    return scalars, curves

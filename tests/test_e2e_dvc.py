@@ -1,0 +1,83 @@
+"""The whole chain through `dvc repro` on a tiny demo configuration, in a temporary repo."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.evaluate.submission import read_submission
+from pipeline.data.layout import read_split
+
+ROOT = Path(__file__).resolve().parents[1]
+COPIED = ["pipeline", "stages", "configs", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", ".gitignore", ".dvc/config"]
+
+pytestmark = pytest.mark.e2e
+
+
+def run(cmd: list[str], cwd: Path) -> str:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A copy of the project with the tiny params applied, after one full `dvc repro`."""
+    path = tmp_path_factory.mktemp("repo")
+    for name in COPIED:
+        source = ROOT / name
+        target = path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target)
+    run([sys.executable, "-m", "pipeline.params_override", str(ROOT / "tests/data/tiny.params.yaml")], path)
+    run(["git", "init", "-q"], path)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init", "--allow-empty"], path)
+    run(["git", "add", "-A"], path)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"], path)
+    run(["dvc", "repro"], path)
+    return path
+
+
+def test_repro_writes_a_valid_submission_and_scores(repo):
+    query = read_split(repo / "outputs/cache", "query", check_files=False)
+    gallery = read_split(repo / "outputs/cache", "gallery", check_files=False)
+    ranked = read_submission(repo / "outputs/submission.csv", query["image"], gallery["image"], length=10)
+    assert ranked.shape == (len(query), 10)
+    first = (repo / "outputs/submission.csv").read_text().splitlines()[0]
+    assert re.fullmatch(r"q\d+\.png,\{(g\d+\.png,){9}g\d+\.png\}", first)
+
+    metrics = json.loads((repo / "outputs/metrics.json").read_text())["table"]
+    for name in ("tiny", "tiny+rerank", "tiny_resnet", "tiny_resnet+rerank", "fused", "submission"):
+        assert 0.0 <= metrics[name]["score"] <= 1.0
+    # The submission is the fused ranking cut at 10: the two must score the same.
+    assert metrics["submission"]["score"] == pytest.approx(metrics["fused"]["score"])
+    weights = json.loads((repo / "outputs/fuse.json").read_text())["weights"]
+    assert set(weights) == {"tiny", "tiny_resnet"} and sum(weights.values()) == pytest.approx(1.0)
+    assert sorted(p.name for p in (repo / "outputs/report").iterdir()) == ["best1.png", "cmc.png", "worst1.png"]
+
+
+def test_training_records_untrained_and_trained_scores(repo):
+    live = json.loads((repo / "outputs/models/tiny/fold0/live/metrics.json").read_text())
+    assert "best" in json.dumps(live)
+    assert (repo / "outputs/models/tiny/fold0/checkpoints/best.pt").is_file()
+
+
+def test_denoise_param_change_reruns_denoise_and_later_stages_not_the_generator(repo):
+    run([sys.executable, "-c", "import yaml,pathlib; p=pathlib.Path('params.yaml'); d=yaml.safe_load(p.read_text()); "
+         "d['denoise']['gaussian_method']='bilateral'; p.write_text(yaml.safe_dump(d, sort_keys=False))"], repo)
+    status = run(["dvc", "status", "--json"], repo)
+    changed = set(json.loads(status))
+    assert "denoise" in changed and "demo" not in changed
+    log = run(["dvc", "repro", "denoise"], repo)
+    assert "Running stage 'denoise'" in log and "Running stage 'demo'" not in log
