@@ -1,0 +1,180 @@
+"""Fusing several models' retrieval results: weighted distances, rank voting, weight tuning.
+
+Normalisation (``normalize=True``): per model and per query row, min-max over that row's
+distances, d' = (d - min) / (max - min) (0 where the row is constant), so every model's row
+spans [0, 1] and the weights alone set each model's say. The weights are divided by their sum.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from pipeline.errors import ConfigError, DataError
+from pipeline.retrieval.search import rank_from_distance
+from pipeline.retrieval.validate import check_features
+
+ScoreFn = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
+
+
+def _check_weights(weights: Sequence[float], count: int) -> np.ndarray:
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 1 or w.shape[0] != count:
+        raise ConfigError(f"fusion: {count} models but {w.size} weights ({list(np.ravel(w))})")
+    if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise ConfigError(f"fusion: weights must be finite, >= 0 and not all zero, got {list(w)}")
+    return w / w.sum()
+
+
+def _check_distances(distances: Sequence[np.ndarray]) -> list[np.ndarray]:
+    if len(distances) == 0:
+        raise DataError("fusion: no distance matrices given")
+    arrays = [check_features(f"distances of model {m}", d) for m, d in enumerate(distances)]
+    for m, d in enumerate(arrays[1:], start=1):
+        if d.shape != arrays[0].shape:
+            raise DataError(f"fusion: model {m} distances have shape {d.shape}, model 0 has {arrays[0].shape}")
+    return arrays
+
+
+def _minmax_rows(d: np.ndarray) -> np.ndarray:
+    low = d.min(axis=1, keepdims=True)
+    span = d.max(axis=1, keepdims=True) - low
+    return np.divide(d - low, span, out=np.zeros(d.shape, np.float64), where=span > 0)
+
+
+def fuse_distances(distances: Sequence[np.ndarray], weights: Sequence[float], normalize: bool = True) -> np.ndarray:
+    """Weighted sum of (Nq, Ng) distance matrices, each min-max normalised per query row."""
+    arrays = _check_distances(distances)
+    w = _check_weights(weights, len(arrays))
+    fused = np.zeros(arrays[0].shape, np.float64)
+    for weight, d in zip(w, arrays):
+        fused += weight * (_minmax_rows(d.astype(np.float64)) if normalize else d)
+    return fused.astype(np.float32)
+
+
+def rank_voting(rankings: Sequence[np.ndarray], weights: Sequence[float], num_gallery: int) -> np.ndarray:
+    """Each model gives weight / rank to the items it ranks (1 for rank 1, 1/2 for rank 2, ...).
+
+    Returns (Nq, k) gallery indices, k the longest input list, by descending summed score; ties
+    go to the lower gallery index. Memory O(Nq * models * k): no (Nq, Ng) score matrix.
+    """
+    if len(rankings) == 0:
+        raise DataError("rank voting: no rankings given")
+    w = _check_weights(weights, len(rankings))
+    lists = [np.asarray(r) for r in rankings]
+    num_query = lists[0].shape[0] if lists[0].ndim == 2 else -1
+    for m, r in enumerate(lists):
+        if r.ndim != 2 or r.shape[0] != num_query or r.shape[1] == 0:
+            raise DataError(f"rank voting: model {m} ranking has shape {r.shape}; expected ({num_query}, k)")
+        if not np.issubdtype(r.dtype, np.integer) or r.min() < 0 or r.max() >= num_gallery:
+            raise DataError(f"rank voting: model {m} has gallery indices outside [0, {num_gallery})")
+        sorted_rows = np.sort(r, axis=1)
+        dup = (sorted_rows[:, 1:] == sorted_rows[:, :-1]).any(axis=1)
+        if dup.any():
+            raise DataError(f"rank voting: model {m} row {int(np.flatnonzero(dup)[0])} lists an item twice")
+    k = max(r.shape[1] for r in lists)
+    query = np.concatenate([np.repeat(np.arange(num_query), r.shape[1]) for r in lists])
+    item = np.concatenate([r.reshape(-1) for r in lists])
+    score = np.concatenate([np.tile(wt / np.arange(1, r.shape[1] + 1), num_query) for wt, r in zip(w, lists)])
+    key, inverse = np.unique(query * num_gallery + item, return_inverse=True)
+    total = np.bincount(inverse, score, key.shape[0])
+    return _top_per_query(key // num_gallery, key % num_gallery, -total, num_query, k)
+
+
+def _top_per_query(query: np.ndarray, item: np.ndarray, cost: np.ndarray, num_query: int, k: int) -> np.ndarray:
+    """The k lowest-cost items of every query (ties: lower item index); each query has >= k."""
+    order = np.lexsort((item, cost, query))
+    query, item = query[order], item[order]
+    first = np.searchsorted(query, np.arange(num_query))
+    return item[first[:, None] + np.arange(k)[None, :]]
+
+
+def fuse_candidate_lists(
+    lists: Sequence[tuple[np.ndarray, np.ndarray]],
+    weights: Sequence[float],
+    fill: str = "row_max",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fuse per-model candidate lists (indices (Nq, k_m), distances (Nq, k_m)) of the same queries.
+
+    Candidates are the union of the models' lists; a model that did not list an item gets
+    ``fill``: "row_max" = that model's largest candidate distance for that query. Each model's
+    row is then min-max normalised over the union and the weighted sum taken. Returns the union's
+    best k (k = the longest input list) as (indices int64, fused distances float32), ascending.
+    """
+    if len(lists) == 0:
+        raise DataError("fusion: no candidate lists given")
+    if fill != "row_max":
+        raise ConfigError(f"fusion: fill must be 'row_max', got {fill!r}")
+    w = _check_weights(weights, len(lists))
+    pairs = []
+    for m, (idx, dist) in enumerate(lists):
+        idx, dist = np.asarray(idx), check_features(f"candidate distances of model {m}", dist)
+        if idx.shape != dist.shape or idx.shape[0] != np.shape(lists[0][0])[0]:
+            raise DataError(f"fusion: model {m} candidate lists have shapes {idx.shape} and {dist.shape}")
+        if not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0:
+            raise DataError(f"fusion: model {m} has negative or non-integer gallery indices")
+        pairs.append((idx.astype(np.int64), dist.astype(np.float64)))
+    num_query = pairs[0][0].shape[0]
+    width = int(max(idx.max() for idx, _ in pairs)) + 1
+    union = np.unique(np.concatenate([(np.arange(num_query)[:, None] * width + idx).ravel() for idx, _ in pairs]))
+    query, item = union // width, union % width
+    starts = np.searchsorted(query, np.arange(num_query))
+    fused = np.zeros(union.shape[0])
+    for weight, (idx, dist) in zip(w, pairs):
+        keys = (np.arange(num_query)[:, None] * width + idx).ravel()
+        order = np.argsort(keys)
+        pos = np.searchsorted(keys[order], union)
+        pos = np.minimum(pos, keys.size - 1)
+        found = keys[order][pos] == union
+        value = np.where(found, dist.ravel()[order][pos], dist.max(axis=1)[query])
+        low = np.minimum.reduceat(value, starts)[query]
+        span = np.maximum.reduceat(value, starts)[query] - low
+        fused += weight * np.divide(value - low, span, out=np.zeros_like(value), where=span > 0)
+    k = max(idx.shape[1] for idx, _ in pairs)
+    best = _top_per_query(query, item, fused, num_query, k)
+    lookup = np.searchsorted(union, np.arange(num_query)[:, None] * width + best)
+    return best.astype(np.int64), fused[lookup].astype(np.float32)
+
+
+def simplex_grid(count: int, step: float) -> list[tuple[float, ...]]:
+    """All weight vectors of ``count`` entries, multiples of ``step``, summing to 1."""
+    if not 0 < step <= 1 or abs(round(1 / step) - 1 / step) > 1e-9:
+        raise ConfigError(f"fusion: grid_step must divide 1 (e.g. 0.1, 0.25), got {step!r}")
+    units = round(1 / step)
+    return [
+        tuple(c / units for c in combo)
+        for combo in itertools.product(range(units + 1), repeat=count)
+        if sum(combo) == units
+    ]
+
+
+def tune_weights(
+    val_distances: Sequence[np.ndarray],
+    query_labels: np.ndarray,
+    gallery_labels: np.ndarray,
+    score_fn: ScoreFn,
+    grid_step: float = 0.1,
+    k: int = 10,
+) -> tuple[list[float], float]:
+    """Grid search over the weight simplex for the best ``score_fn(ranked, query_labels, gallery_labels)``.
+
+    ``ranked`` is the (Nq, k) ranking of the fused, normalised distances. The first best grid
+    point wins ties (the grid is in lexicographic order). Returns (weights, best score).
+    """
+    arrays = _check_distances(val_distances)
+    if len(query_labels) != arrays[0].shape[0] or len(gallery_labels) != arrays[0].shape[1]:
+        raise DataError(
+            f"tune_weights: {len(query_labels)} query labels and {len(gallery_labels)} gallery labels "
+            f"for distances of shape {arrays[0].shape}"
+        )
+    normalised = [_minmax_rows(d.astype(np.float64)) for d in arrays]
+    k = min(k, arrays[0].shape[1])
+    best_weights, best_score = None, -np.inf
+    for weights in simplex_grid(len(arrays), grid_step):
+        fused = sum(wt * d for wt, d in zip(weights, normalised))
+        score = float(score_fn(rank_from_distance(fused, k), np.asarray(query_labels), np.asarray(gallery_labels)))
+        if score > best_score:
+            best_weights, best_score = list(weights), score
+    return best_weights, best_score

@@ -1,0 +1,77 @@
+"""Sparse k-reciprocal re-ranking: memory O(N * k) for galleries where an N x N matrix does not fit.
+
+Same algorithm and code as exact mode (see kreciprocal), with two differences: no dense
+distance matrix is kept, and the final distance is computed only for the pairs that can make a
+query's best ``candidates``: those whose V rows share support (Jaccard < 1), plus the query's
+``candidates`` nearest gallery items by original distance (every other pair has Jaccard 1 and
+a larger original distance, so it ranks below those). The neighbour lists,
+row maxima and candidates come from one streamed pass over (rows x N) distance blocks rather
+than from ``search_topk``: the published normalisation needs every row's largest distance,
+which a k-NN search does not give, and one pass costs one N x N product instead of two.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pipeline.retrieval import kreciprocal
+from pipeline.retrieval.backend import get_ops
+from pipeline.retrieval.rerank import normalised_pair_distance, prepare_inputs, stacked_features
+from pipeline.retrieval.validate import check_k
+
+
+def sparse_rerank(
+    query: np.ndarray,
+    gallery: np.ndarray,
+    k1: int = 20,
+    k2: int = 6,
+    lambda_value: float = 0.3,
+    candidates: int = 100,
+    *,
+    xp: str | Any | None = "auto",
+    device: str = "auto",
+    half: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Re-ranked candidate lists: (gallery indices (Nq, candidates) int64, distances float32).
+
+    Each row is sorted by ascending final distance (ties: lower gallery index). The lists are
+    exact mode's best ``candidates`` with exact mode's distances, given the same neighbour
+    lists (both modes share them; see kreciprocal.neighbour_pass). Memory grows as N * (k +
+    candidates + common-support pairs per query), never N^2. Arguments as for
+    ``k_reciprocal_rerank``.
+    """
+    q, g = prepare_inputs(query, gallery, k1, k2, lambda_value)
+    check_k(candidates, g.shape[0], "sparse re-ranking: candidates against the gallery size")
+    ops = get_ops(xp, device)
+    store = "float16" if half else "float32"
+    x32, x_exact = stacked_features(ops, q, g, half)
+    num_query = q.shape[0]
+    found = kreciprocal.neighbour_pass(
+        ops, x32, x_exact, num_query, max(k1 + 1, k2), gallery_candidates=candidates
+    )
+    pair_distance = normalised_pair_distance(ops, x32, found.row_max)  # V weights: float32 is ample
+    v = kreciprocal.build_v(ops, found.nbr, k1, k2, pair_distance, store)
+    # Pairs with no common V support have Jaccard distance 1, so their final distance grows
+    # with the original one: the nearest ``candidates`` by original distance cover them all.
+    # Adding every pair with common support makes the best ``candidates`` those of exact mode.
+    support, overlap = kreciprocal.overlap_nonzero(ops, v, num_query)
+    del v
+    # A sentinel first entry keeps the look-up below valid when no pair shares support.
+    support = ops.concat([ops.zeros(1, "int64") - 1, support])
+    overlap = ops.concat([ops.zeros(1, "float32"), overlap])
+    num_gallery = g.shape[0]
+    nearest = (ops.arange(num_query)[:, None] * num_gallery + found.gallery_candidates).reshape(-1)
+    keys = ops.unique(ops.concat([support, nearest]))
+    pos = ops.searchsorted(support, keys)
+    pos = ops.where(pos < support.shape[0], pos, support.shape[0] - 1)
+    shared = ops.where(support[pos] == keys, overlap[pos], 0.0)
+    rows, cols = keys // num_gallery, keys % num_gallery
+    original = ops.astype(pair_distance(rows, cols + num_query), "float32")
+    final = ops.to_numpy(kreciprocal.final_distance(shared, original, lambda_value))
+    rows, cols = ops.to_numpy(rows), ops.to_numpy(cols)
+    order = np.lexsort((cols, final, rows))  # by query, then distance, then gallery index
+    first = np.searchsorted(rows[order], np.arange(num_query))
+    take = order[first[:, None] + np.arange(candidates)[None, :]]
+    return cols[take].astype(np.int64), final[take].astype(np.float32)

@@ -1,0 +1,69 @@
+"""A model recipe (``configs/<name>.yaml``): model, loss, augmentation, optimiser, training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pipeline.config import from_mapping, read_yaml
+from pipeline.data.transforms import AugmentConfig
+from pipeline.losses import LossConfig
+from pipeline.models import ModelConfig
+from pipeline.train.schedule import OptimConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int
+    p: int = 16  # identities per batch (per rank)
+    k: int = 4  # images per identity
+    input_size: int = 64  # square side fed to the network
+    amp: Literal["none", "bf16", "fp16"] = "none"  # fp16 falls back to bf16 on CPU
+    seed: int = 0
+    unfreeze_epoch: int | None = None  # unfreeze the frozen stages from this epoch on (0-based)
+    workers: int = 0  # DataLoader worker processes; 0 augments in the training process
+    eval_every: int = 1  # validate every n epochs (and always after the last)
+    eval_batch_size: int = 128
+
+    def validate(self) -> None:
+        for name in ("epochs", "p", "k", "input_size", "eval_every", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.p < 2:
+            raise ValueError("p must be at least 2: metric losses need negatives in the batch")
+        if self.workers < 0:
+            raise ValueError("workers must not be negative")
+        if self.unfreeze_epoch is not None and self.unfreeze_epoch < 0:
+            raise ValueError("unfreeze_epoch must not be negative")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    model: ModelConfig
+    train: TrainConfig
+    loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+@dataclass(frozen=True)
+class TrainStageConfig:
+    """params.yaml section ``train``: which recipes and folds the DVC matrix trains."""
+
+    models: list[str]  # recipe names: configs/<name>.yaml
+    folds: list[int]
+    out: str = "outputs/models"  # <out>/<model>/fold<fold>/{checkpoints,live}
+    recipes: str = "configs"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def validate(self) -> None:
+        if not self.models:
+            raise ValueError("models must name at least one recipe")
+        if len(set(self.models)) != len(self.models) or len(set(self.folds)) != len(self.folds):
+            raise ValueError("models and folds must not repeat")
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and check a recipe; an unknown or mistyped key is a ConfigError naming file and key."""
+    return from_mapping(Recipe, read_yaml(path), str(path))

@@ -1,0 +1,45 @@
+"""Train one model recipe on one fold: `python stages/train.py --model effb0 --fold 0`.
+
+One DVC stage per (model, fold) via `matrix:`; rerunning a killed stage resumes from its
+`checkpoints/last.pt`. Under `torchrun --nproc_per_node N` it trains with DDP.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pipeline.cli import run_stage, stage_parser
+from pipeline.data.cache import PreprocessConfig
+from pipeline.data.folds import FoldsConfig
+from pipeline.errors import ConfigError
+from pipeline.params import load_section
+from pipeline.train.distributed import init_distributed
+from pipeline.train.data import load_fold
+from pipeline.train.loop import fit
+from pipeline.train.recipe import TrainStageConfig, load_recipe
+
+log = logging.getLogger("train")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--model", required=True, help="recipe name: configs/<model>.yaml")
+    parser.add_argument("--fold", required=True, type=int)
+    args = parser.parse_args(argv)
+    stage = load_section("train", TrainStageConfig, args.params)
+    if args.model not in stage.models:
+        raise ConfigError(f"{args.params}: train.models does not list '{args.model}'")
+    recipe = load_recipe(Path(stage.recipes) / f"{args.model}.yaml")
+    preprocess = load_section("preprocess", PreprocessConfig, args.params)
+    folds = load_section("folds", FoldsConfig, args.params)
+    data = load_fold(Path(preprocess.out), Path(folds.out), args.fold)
+    info = init_distributed(stage.device)
+    out_dir = Path(stage.out) / args.model / f"fold{args.fold}"
+    summary = fit(recipe, data, out_dir, model_name=args.model, fold=args.fold, info=info)
+    if info.is_main:
+        log.info("%s fold %d done: %s", args.model, args.fold, summary)
+
+
+if __name__ == "__main__":
+    run_stage(main)

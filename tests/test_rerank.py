@@ -1,0 +1,149 @@
+"""k-reciprocal re-ranking against the plain reference in tests/reference_rerank.py."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.config import from_mapping
+from pipeline.errors import ConfigError, DataError
+from pipeline.retrieval.rerank import RerankConfig, k_reciprocal_rerank
+from pipeline.retrieval.rerank_sparse import sparse_rerank
+from pipeline.retrieval.retrieve import retrieve
+from pipeline.retrieval.search import rank_from_distance, search_topk
+
+sys.path.insert(0, str(Path(__file__).parent))
+from reference_rerank import euclidean_distances, re_ranking  # noqa: E402
+
+
+def clustered(n: int, dim: int, clusters: int, seed: int, dtype=np.float32) -> np.ndarray:
+    """L2-normalised points around random centres: continuous, so no tied distances."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim))
+    x = centres[rng.integers(0, clusters, n)] + 0.6 * rng.normal(size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(dtype)
+
+
+def reference(q: np.ndarray, g: np.ndarray, k1: int = 20, k2: int = 6, lam: float = 0.3) -> np.ndarray:
+    return re_ranking(euclidean_distances(q, g), euclidean_distances(q, q), euclidean_distances(g, g), k1, k2, lam)
+
+
+CASES = [  # (n, num_query, dim, clusters, seed, k1, k2, lambda)
+    (240, 80, 16, 12, 0, 20, 6, 0.3),
+    (300, 150, 32, 20, 1, 20, 6, 0.3),
+    (200, 60, 8, 6, 2, 7, 1, 0.5),  # odd k1 (round(3.5) = 4), no local query expansion
+    (260, 100, 24, 30, 3, 12, 3, 0.0),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES)
+def test_exact_matches_reference(case, dtype):
+    n, nq, dim, clusters, seed, k1, k2, lam = case
+    x = clustered(n, dim, clusters, seed, dtype)
+    expected = reference(x[:nq], x[nq:], k1, k2, lam)
+    got = k_reciprocal_rerank(x[:nq], x[nq:], k1, k2, lam, xp="numpy")
+    assert got.shape == (nq, n - nq) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+def test_exact_torch_backend_matches_reference():
+    x = clustered(260, 16, 15, 4)
+    expected = reference(x[:100], x[100:])
+    np.testing.assert_allclose(k_reciprocal_rerank(x[:100], x[100:], xp="torch", device="cpu"), expected, atol=1e-4, rtol=0)
+
+
+def test_unnormalised_features_match_reference():
+    x = clustered(220, 12, 10, 5) * np.random.default_rng(5).uniform(0.5, 3.0, (220, 1)).astype(np.float32)
+    np.testing.assert_allclose(k_reciprocal_rerank(x[:70], x[70:], xp="numpy"), reference(x[:70], x[70:]), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("xp", ["numpy", "torch"])
+def test_half_precision_within_stated_tolerance(xp):
+    x = clustered(300, 32, 20, 1)
+    expected = reference(x[:150], x[150:])
+    got = k_reciprocal_rerank(x[:150], x[150:], xp=xp, device="cpu", half=True)
+    np.testing.assert_allclose(got, expected, atol=2e-3, rtol=0)  # float16 V: ~2^-11 relative
+
+
+def test_sparse_agrees_with_exact():
+    x = clustered(600, 32, 40, 6)
+    q, g = x[:200], x[200:]
+    full = k_reciprocal_rerank(q, g, xp="numpy")
+    idx, dist = sparse_rerank(q, g, candidates=40, xp="numpy")
+    assert idx.shape == dist.shape == (200, 40)
+    assert (np.diff(dist, axis=1) >= 0).all()
+    # Listed pairs carry the exact-mode distance; the top 10 agree.
+    np.testing.assert_allclose(dist, np.take_along_axis(full, idx, 1), atol=1e-5)
+    top = rank_from_distance(full, 10)
+    agreement = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top, idx[:, :10])])
+    assert agreement >= 0.99
+
+
+def test_sparse_candidates_are_nearest_gallery_items():
+    x = clustered(200, 16, 10, 7)
+    idx, _ = sparse_rerank(x[:50], x[50:], candidates=15, xp="numpy")
+    nearest, _ = search_topk(x[:50], x[50:], 15, metric="euclidean", backend="torch")
+    assert all(set(a) == set(b) for a, b in zip(idx, nearest))
+
+
+def test_retrieve_modes():
+    x = clustered(300, 16, 20, 8)
+    q, g = x[:100], x[100:]
+    idx, dist = retrieve(q, g, RerankConfig(candidates=10))
+    full = k_reciprocal_rerank(q, g)
+    np.testing.assert_array_equal(idx, rank_from_distance(full, 10))
+    np.testing.assert_allclose(dist, np.take_along_axis(full, idx, 1))
+    plain_idx, plain_dist = retrieve(q, g, RerankConfig(enabled=False, candidates=5))
+    expected_idx, expected_dist = search_topk(q, g, 5)
+    np.testing.assert_array_equal(plain_idx, expected_idx)
+    np.testing.assert_allclose(plain_dist, expected_dist)
+    s_idx, _ = retrieve(q, g, RerankConfig(mode="sparse", candidates=10, query_expansion="alpha", dba_k=2))
+    assert s_idx.shape == (100, 10)
+
+
+def bad(x: np.ndarray, row: int) -> np.ndarray:
+    x = x.copy()
+    x[row, 1] = np.nan
+    return x
+
+
+@pytest.mark.parametrize("fn", [k_reciprocal_rerank, sparse_rerank])
+def test_bad_inputs(fn):
+    x = clustered(120, 8, 6, 9)
+    q, g = x[:40], x[40:]
+    with pytest.raises(DataError, match="query: row 3"):
+        fn(bad(q, 3), g)
+    with pytest.raises(DataError, match="gallery: row 7"):
+        fn(q, np.where(np.arange(80)[:, None] == 7, np.inf, g))
+    with pytest.raises(DataError, match="dimensions"):
+        fn(q, g[:, :5])
+    with pytest.raises(DataError, match="empty"):
+        fn(q[:0], g)
+    with pytest.raises(DataError, match="empty"):
+        fn(q, g[:0])
+    with pytest.raises(DataError, match="larger than"):
+        fn(q[:5], g[:10])  # k1 + 1 = 21 > 15 items
+    with pytest.raises(ConfigError, match="k1"):
+        fn(q, g, 0)
+    with pytest.raises(ConfigError, match="lambda"):
+        fn(q, g, 20, 6, 1.5)
+    with pytest.raises(DataError, match="larger than"):
+        sparse_rerank(q, g, candidates=81)
+
+
+def test_config_validation_names_the_key():
+    with pytest.raises(ConfigError, match="k2"):
+        from_mapping(RerankConfig, {"k2": 0}, "params.yaml", "rerank")
+    with pytest.raises(ConfigError, match="unknown key 'rerank.k3'"):
+        from_mapping(RerankConfig, {"k3": 1}, "params.yaml", "rerank")
+    with pytest.raises(ConfigError, match="mode"):
+        from_mapping(RerankConfig, {"mode": "fast"}, "params.yaml", "rerank")
+    config = from_mapping(RerankConfig, {"mode": "sparse", "candidates": 50}, "params.yaml", "rerank")
+    assert config.mode == "sparse" and config.k1 == 20 and config.lambda_value == 0.3
+    x = clustered(60, 8, 4, 10)
+    with pytest.raises(DataError, match="candidates"):
+        retrieve(x[:10], x[10:], RerankConfig(candidates=51))

@@ -1,0 +1,176 @@
+"""The training loop on a tiny network and synthetic images: resume, determinism, AMP,
+NaN skipping, frozen stages, checkpoints and recipes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.errors import ConfigError
+from pipeline.losses import LossConfig, ReIDCriterion
+from pipeline.models import ModelConfig, create_model
+from pipeline.train import load_recipe, load_trained_model
+from pipeline.train import loop
+from pipeline.train.data import FoldData
+from pipeline.train.loop import fit, seed_everything
+from pipeline.train.recipe import Recipe, TrainConfig
+from pipeline.train.schedule import OptimConfig
+from pipeline.data.transforms import AugmentConfig
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def tiny_data() -> FoldData:
+    """10 training identities x 4 images + one single-image identity; 4 held-out x 4."""
+    rng = np.random.default_rng(0)
+    labels = [f"t{i}" for i in range(10) for _ in range(4)] + ["solo"] + [f"v{i}" for i in range(4) for _ in range(4)]
+    labels = np.array(labels)
+    base = rng.integers(0, 256, (15, 1, 1, 3))  # one colour per identity, plus noise
+    ids = np.unique(labels, return_inverse=True)[1]
+    images = np.clip(base[ids] + rng.normal(0, 40, (len(labels), 16, 16, 3)), 0, 255).astype(np.uint8)
+    val = np.flatnonzero(np.char.startswith(labels, "v"))
+    return FoldData(
+        images=images, labels=labels, train_rows=np.arange(41),
+        query_rows=val[::4], gallery_rows=np.setdiff1d(val, val[::4]),
+    )
+
+
+def tiny_recipe(**train) -> Recipe:
+    return Recipe(
+        model=ModelConfig(backbone="test_efficientnet", dropout=0.1),
+        train=TrainConfig(**{"epochs": 2, "p": 4, "k": 4, "input_size": 16, "seed": 3, **train}),
+        loss=LossConfig(triplet_weight=1.0, center_weight=0.0005),
+        augment=AugmentConfig(hflip_p=0.5, erasing_p=0.5, color_jitter_p=0.5),
+        optim=OptimConfig(optimizer="adamw", lr=1e-3, head_lr_multiplier=2.0, warmup_epochs=1, schedule="cosine"),
+    )
+
+
+def run(recipe: Recipe, out: Path, **kwargs) -> dict[str, float]:
+    return fit(recipe, tiny_data(), out, model_name="tiny", fold=0, **kwargs)
+
+
+def weights(out: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    return {**state["model"], **{f"criterion.{k}": v for k, v in state["trainer"]["criterion"].items()}}
+
+
+def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resumed_run_equals_uninterrupted_run_and_runs_are_deterministic(tmp_path):
+    recipe = tiny_recipe()
+    run(recipe, tmp_path / "a")
+    run(recipe, tmp_path / "c")
+    assert_same(weights(tmp_path / "a"), weights(tmp_path / "c"))  # same seed, same weights
+
+    def kill_after_first_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        if epoch == 0:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run(recipe, tmp_path / "b", on_epoch_end=kill_after_first_epoch)
+    assert torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
+    summary = run(recipe, tmp_path / "b")  # the rerun resumes at epoch 2
+    assert_same(weights(tmp_path / "a"), weights(tmp_path / "b"))
+    assert summary["step"] == 2.0
+
+    # dvclive holds step 0 (untrained) to 2 once each, and the best score in metrics.json
+    rows = (tmp_path / "b" / "live" / "plots" / "metrics" / "val" / "score.tsv").read_text().splitlines()
+    assert [line.split("\t")[0] for line in rows[1:]] == ["0", "1", "2"]
+    metrics = json.loads((tmp_path / "b" / "live" / "metrics.json").read_text())
+    assert metrics["step"] == 2 and metrics["best"]["score"] == summary["best/score"]
+    best = torch.load(tmp_path / "b" / "checkpoints" / "best.pt", weights_only=True)
+    assert best["meta"]["best_score"] == summary["best/score"]
+
+
+def test_changed_recipe_starts_over(tmp_path, caplog):
+    run(tiny_recipe(epochs=1), tmp_path)
+    with caplog.at_level(logging.INFO):
+        run(tiny_recipe(epochs=1, seed=4), tmp_path)
+    assert "training from scratch" in caplog.text
+    fresh = tmp_path / "fresh"
+    run(tiny_recipe(epochs=1, seed=4), fresh)
+    assert_same(weights(tmp_path), weights(fresh))
+
+
+def test_bf16_amp_path_trains(tmp_path):
+    summary = run(tiny_recipe(epochs=1, amp="bf16"), tmp_path)
+    assert math.isfinite(summary["train/loss"]) and summary["train/skipped_steps"] == 0
+    # fp16 asks for CUDA; on CPU it falls back to bf16 and trains the same way
+    fp16 = run(tiny_recipe(epochs=1, amp="fp16"), tmp_path / "fp16")
+    assert fp16["train/loss"] == summary["train/loss"]
+
+
+def test_non_finite_loss_step_is_skipped_and_logged(tmp_path, monkeypatch, caplog):
+    class PoisonedCriterion(ReIDCriterion):
+        def forward(self, output, labels, iteration, metric_mask=None):
+            total, parts = super().forward(output, labels, iteration, metric_mask)
+            return (total * float("nan"), parts) if iteration == 1 else (total, parts)
+
+    monkeypatch.setattr(loop, "ReIDCriterion", PoisonedCriterion)
+    with caplog.at_level(logging.WARNING):
+        summary = run(tiny_recipe(epochs=1), tmp_path)
+    assert summary["train/skipped_steps"] == 1
+    assert "step 1: loss is NaN or inf; step skipped" in caplog.text
+    assert all(torch.isfinite(t).all() for t in weights(tmp_path).values() if t.is_floating_point())
+
+
+def test_frozen_stages_keep_weights_and_bn_statistics_until_unfrozen(tmp_path):
+    recipe = tiny_recipe(unfreeze_epoch=1)
+    recipe = dataclasses.replace(recipe, model=dataclasses.replace(recipe.model, frozen_stages=2))
+    seed_everything(recipe.train.seed)  # the loop builds its model right after seeding
+    initial = {k: v.clone() for k, v in create_model(recipe.model, 11).state_dict().items()}
+    frozen = [n for n, p in create_model(recipe.model, 11).named_parameters() if not p.requires_grad]
+    frozen_bn = {n.rsplit(".", 1)[0] for n in frozen if n.endswith(".weight")}
+    frozen_keys = [k for k in initial if k in frozen or k.rsplit(".", 1)[0] in frozen_bn]
+    assert any(k.endswith("running_mean") for k in frozen_keys)
+    after = {}
+
+    def snapshot(epoch: int, metrics: dict[str, float]) -> None:
+        after[epoch] = weights(tmp_path)
+
+    run(recipe, tmp_path, on_epoch_end=snapshot)
+    for key in frozen_keys:  # epoch 1: frozen parameters and BN statistics untouched
+        assert torch.equal(after[0][key], initial[key]), key
+    trainable = [k for k in initial if k.startswith("backbone.") and k not in frozen_keys and "running" not in k]
+    assert any(not torch.equal(after[0][k], initial[k]) for k in trainable)
+    changed = [k for k in frozen_keys if not torch.equal(after[1][k], initial[k])]  # epoch 2: unfrozen
+    assert any(k.endswith("running_mean") for k in changed) and any(k.endswith("weight") for k in changed)
+
+
+def test_load_trained_model_gives_the_eval_model_and_meta(tmp_path):
+    summary = run(tiny_recipe(epochs=1), tmp_path)
+    model, meta = load_trained_model(tmp_path / "checkpoints" / "best.pt")
+    assert not model.training
+    assert meta["input_size"] == 16 and meta["model_name"] == "tiny" and meta["fold"] == 0
+    assert len(meta["mean"]) == 3 and len(meta["std"]) == 3
+    assert meta["best_score"] == summary["best/score"]
+    saved = torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True)["model"]
+    assert_same(model.state_dict(), saved)
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_recipes_load(path):
+    recipe = load_recipe(path)
+    assert recipe.train.epochs >= 1
+
+
+def test_recipe_unknown_key_names_file_and_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {backbone: resnet18}\ntrain: {epochs: 1, batch: 3}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown key 'train.batch'"):
+        load_recipe(bad)
