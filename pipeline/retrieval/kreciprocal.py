@@ -8,9 +8,10 @@ exp(-d(i, j)) normalised over the expanded set; local query expansion averages V
 nearest neighbours (self included); Jaccard distance 1 - s / (2 - s) with s = sum_j min(V(a, j),
 V(b, j)); final = (1 - lambda) * Jaccard + lambda * d.
 
-Everything is a sparse COO/CSR array built from the (N, K) neighbour lists, so memory grows as
-N * K: the only difference between the modes is where the neighbour lists, row maxima and
-Jaccard pairs come from.
+Both modes share one streamed pass over distance blocks (``neighbour_pass``: neighbour lists
+and row maxima) and build V as a sparse CSR array from the (N, K) neighbour lists, so memory
+grows as N * K. Exact mode then fills the dense (Nq, Ng) result (``final_dense``); sparse mode
+keeps only the non-zero overlaps (``overlap_nonzero``).
 """
 
 from __future__ import annotations
@@ -158,20 +159,29 @@ def _overlap_blocks(ops: Ops, v: SparseRows, num_query: int, row_cost: int):
     q_rows, q_cols, q_vals = v.rows[:q_end], v.cols[:q_end], v.vals[:q_end]
     pair_count = col_count[q_cols]
     costs = ops.to_numpy(ops.bincount(q_rows, pair_count, num_query)) * 3 + row_cost
-    for start, stop in chunks(costs):
+    for start, stop in chunks(costs, BUDGET // 16):  # small blocks: the scatter stays in cache
         e0, e1 = int(v.row_ptr[start]), int(v.row_ptr[stop])
         owner, pos = expand_segments(ops, col_ptr[q_cols[e0:e1]], pair_count[e0:e1])
         shared = ops.astype(ops.minimum(q_vals[e0:e1][owner], inv_vals[pos]), "float32")
         yield start, stop, (q_rows[e0:e1][owner] - start) * num_gallery + inv_rows[pos], shared
 
 
-def overlap_all(ops: Ops, v: SparseRows, num_query: int, dtype: str) -> Array:
-    """s(q, g) = sum_j min(V(q, j), V(g, j)) as a dense (Nq, Ng) array."""
+def final_dense(ops: Ops, v: SparseRows, num_query: int, original: Array, lambda_value: float) -> Array:
+    """Exact mode's (Nq, Ng) float32 final distance, written over ``original`` where it is float32.
+
+    final = lambda * d + (1 - lambda) * (1 - s / (2 - s)): start from s = 0 everywhere, then
+    subtract (1 - lambda) * s / (2 - s) block by block, so no second dense matrix is needed.
+    """
     num_gallery = v.row_ptr.shape[0] - 1 - num_query
-    out = ops.empty((num_query, num_gallery), dtype)
+    out = ops.astype(original, "float32")
+    out *= lambda_value
+    out += 1.0 - lambda_value
     for start, stop, key, shared in _overlap_blocks(ops, v, num_query, num_gallery):
-        block = ops.bincount(key, shared, (stop - start) * num_gallery)
-        out[start:stop] = block.reshape(stop - start, num_gallery)
+        s = ops.astype(ops.bincount(key, shared, (stop - start) * num_gallery), "float32")
+        s = s.reshape(stop - start, num_gallery)
+        s /= 2.0 - s
+        s *= 1.0 - lambda_value
+        out[start:stop] -= s
     return out
 
 

@@ -1,4 +1,4 @@
-"""Exact k-reciprocal re-ranking (dense output) and the per-model retrieval entry point."""
+"""Exact k-reciprocal re-ranking (dense output), its config, and the input checks both modes share."""
 
 from __future__ import annotations
 
@@ -102,9 +102,7 @@ def k_reciprocal_rerank(
     found = kreciprocal.neighbour_pass(ops, x32, x_exact, num_query, max(k1 + 1, k2), keep_original=store)
     pair_distance = normalised_pair_distance(ops, x32, found.row_max)  # V weights: float32 is ample
     v = kreciprocal.build_v(ops, found.nbr, k1, k2, pair_distance, store)
-    overlap = kreciprocal.overlap_all(ops, v, num_query, "float32")
-    del v
-    final = kreciprocal.final_distance(overlap, ops.astype(found.original, "float32"), lambda_value)
+    final = kreciprocal.final_dense(ops, v, num_query, found.original, lambda_value)
     return ops.to_numpy(final).astype(np.float32, copy=False)
 
 

@@ -71,7 +71,9 @@ def sparse_rerank(
     original = ops.astype(pair_distance(rows, cols + num_query), "float32")
     final = ops.to_numpy(kreciprocal.final_distance(shared, original, lambda_value))
     rows, cols = ops.to_numpy(rows), ops.to_numpy(cols)
-    order = np.lexsort((cols, final, rows))  # by query, then distance, then gallery index
+    # By query, then distance, then gallery index: ``keys`` is sorted by (query, gallery) and
+    # final <= 1, so a stable sort of query * 4 + final does it (float64 resolves float32 steps).
+    order = np.argsort(rows * 4.0 + final.astype(np.float64), kind="stable")
     first = np.searchsorted(rows[order], np.arange(num_query))
     take = order[first[:, None] + np.arange(candidates)[None, :]]
     return cols[take].astype(np.int64), final[take].astype(np.float32)
