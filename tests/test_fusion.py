@@ -7,6 +7,7 @@ import pytest
 
 from pipeline.errors import ConfigError, DataError
 from pipeline.retrieval.fusion import fuse_candidate_lists, fuse_distances, rank_voting, simplex_grid, tune_weights
+from pipeline.retrieval.search import rank_from_distance
 
 
 def test_fuse_distances_by_hand():
@@ -65,7 +66,9 @@ def test_tune_weights_finds_the_known_best():
     b[3] = [0.6, 1, 1, 0]  # b is right on query 3, with a 0.6 margin
     # Query 0-2 right iff 0.4 * wb < wa * 1, i.e. wa > 0.286; query 3 right iff wb * .6 > wa.
     # Both: 0.286 < wa < 0.375 -> on the grid wa = 0.3.
-    weights, score = tune_weights([a, b], query_labels, gallery_labels, top1, grid_step=0.1, k=1)
+    weights, score = tune_weights(
+        2, lambda w: top1(rank_from_distance(fuse_distances([a, b], w), 1), query_labels, gallery_labels), 0.1
+    )
     np.testing.assert_allclose(weights, [0.3, 0.7])
     assert score == 1.0
 
@@ -87,6 +90,4 @@ def test_bad_inputs():
     with pytest.raises(DataError, match="no distance"):
         fuse_distances([], [])
     with pytest.raises(ConfigError, match="grid_step"):
-        tune_weights([a, a], ["x", "y"], ["x", "y", "z"], top1, grid_step=0.3)
-    with pytest.raises(DataError, match="labels"):
-        tune_weights([a, a], ["x"], ["x", "y", "z"], top1)
+        tune_weights(2, lambda w: 0.0, grid_step=0.3)

@@ -13,12 +13,11 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from pipeline.chain.distances import CandidateLists
 from pipeline.errors import ConfigError, DataError
 from pipeline.evaluate.metrics import competition_scores
-from pipeline.retrieval.fusion import fuse_candidate_lists, rank_voting, simplex_grid
+from pipeline.retrieval.fusion import fuse_candidate_lists, rank_voting, tune_weights
 
 
 @dataclass(frozen=True)
@@ -66,20 +65,19 @@ def tune_weights_on_folds(
     """Best weights on the out-of-fold lists: mean competition score over the folds.
 
     ``oof[f]`` holds each model's lists for fold f's held-out queries, ``labels[f]`` the
-    (query labels, gallery labels) of that fold. Ties keep the first grid point.
+    (query labels, gallery labels) of that fold.
     """
-    count = len(next(iter(oof.values())))
-    best: tuple[list[float], float] = ([1.0 / count] * count, -np.inf)
-    for weights in tqdm(simplex_grid(count, grid_step), desc="tune fusion weights", leave=False):
+
+    def mean_score(weights: Sequence[float]) -> float:
         scores = []
         for fold, lists in oof.items():
             query_labels, gallery_labels = labels[fold]
             fused = fuse_lists(lists, weights, method, len(gallery_labels))
             ranking = fused.ranking(min(k, fused.indices.shape[1]))
             scores.append(competition_scores(ranking, query_labels, gallery_labels, k=ranking.shape[1])["score"])
-        if np.mean(scores) > best[1]:
-            best = (list(weights), float(np.mean(scores)))
-    return best
+        return float(np.mean(scores))
+
+    return tune_weights(len(next(iter(oof.values()))), mean_score, grid_step)
 
 
 def oof_labels(folds: pd.DataFrame, ids: Mapping[int, tuple[Sequence[str], Sequence[str]]]) -> dict[int, tuple[np.ndarray, np.ndarray]]:

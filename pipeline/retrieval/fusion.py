@@ -13,11 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from pipeline.errors import ConfigError, DataError
-from pipeline.retrieval.search import rank_from_distance
 from pipeline.retrieval.validate import check_features
-
-ScoreFn = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
-
 
 def _check_weights(weights: Sequence[float], count: int) -> np.ndarray:
     w = np.asarray(weights, dtype=np.float64)
@@ -151,30 +147,16 @@ def simplex_grid(count: int, step: float) -> list[tuple[float, ...]]:
 
 
 def tune_weights(
-    val_distances: Sequence[np.ndarray],
-    query_labels: np.ndarray,
-    gallery_labels: np.ndarray,
-    score_fn: ScoreFn,
-    grid_step: float = 0.1,
-    k: int = 10,
+    count: int, objective: Callable[[Sequence[float]], float], grid_step: float = 0.1
 ) -> tuple[list[float], float]:
-    """Grid search over the weight simplex for the best ``score_fn(ranked, query_labels, gallery_labels)``.
+    """Grid search over the weight simplex of ``count`` models for the highest ``objective(weights)``.
 
-    ``ranked`` is the (Nq, k) ranking of the fused, normalised distances. The first best grid
-    point wins ties (the grid is in lexicographic order). Returns (weights, best score).
+    The objective fuses and scores (e.g. the mean validation score over folds). The first best
+    grid point wins ties (the grid is in lexicographic order). Returns (weights, best score).
     """
-    arrays = _check_distances(val_distances)
-    if len(query_labels) != arrays[0].shape[0] or len(gallery_labels) != arrays[0].shape[1]:
-        raise DataError(
-            f"tune_weights: {len(query_labels)} query labels and {len(gallery_labels)} gallery labels "
-            f"for distances of shape {arrays[0].shape}"
-        )
-    normalised = [_minmax_rows(d.astype(np.float64)) for d in arrays]
-    k = min(k, arrays[0].shape[1])
-    best_weights, best_score = None, -np.inf
-    for weights in simplex_grid(len(arrays), grid_step):
-        fused = sum(wt * d for wt, d in zip(weights, normalised))
-        score = float(score_fn(rank_from_distance(fused, k), np.asarray(query_labels), np.asarray(gallery_labels)))
+    best_weights, best_score = [1.0 / count] * count, -np.inf
+    for weights in simplex_grid(count, grid_step):
+        score = float(objective(weights))
         if score > best_score:
             best_weights, best_score = list(weights), score
     return best_weights, best_score
