@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -97,7 +98,11 @@ def _run(jobs: list[_Job], workers: int) -> list[dict[str, object]]:
     progress = dict(total=len(jobs), desc="denoise", unit="img")
     if workers == 1:
         return [_denoise_job(job) for job in tqdm(jobs, **progress)]
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_single_threaded_opencv)
+    # spawn, not fork: a forked child of a process whose OpenMP/torch thread pools are running
+    # can deadlock on their locks (seen when the test suite had imported torch first).
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_single_threaded_opencv
+    )
     try:
         # A DataError raised in a worker is re-raised here, message intact, and aborts the run.
         return list(tqdm(pool.map(_denoise_job, jobs, chunksize=8), **progress))
