@@ -14,8 +14,6 @@ Writes benchmarks/results/bench_denoise.md.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +23,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from machine import describe_machine
 from pipeline.data.demo import DemoConfig, generate_demo
 from pipeline.data.denoise import DenoiseConfig, denoise_dataset, estimate_noise
 from pipeline.data.images import read_image, write_image
@@ -49,14 +48,6 @@ def demo_root(arg: str | None) -> Path:
     if not (root / "noise.csv").is_file():
         generate_demo(DemoConfig(), root)
     return root
-
-
-def machine() -> str:
-    model = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-        platform.processor() or "unknown CPU",
-    )
-    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}, OpenCV {cv2.__version__}"
 
 
 def io_baseline(root: Path, images: list[str], tmp: Path) -> float:
@@ -104,7 +95,7 @@ def main() -> None:
     lines = [
         "# bench_denoise",
         "",
-        f"Machine: {machine()}. Demo data: `{root}` ({len(noise)} query+gallery images, "
+        f"Machine: {describe_machine(OpenCV=cv2.__version__)}. Demo data: `{root}` ({len(noise)} query+gallery images, "
         f"{', '.join(f'{k} {int((noise.noise == k).sum())}' for k in KINDS)}). One worker, one OpenCV thread.",
         "",
     ]

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
+from machine import describe_machine
 from pipeline.evaluate.metrics import competition_scores
 from pipeline.evaluate.reid import reid_metrics, reid_per_query, tar_at_far
 from pipeline.io_utils import write_text
@@ -83,22 +83,6 @@ def timed(function, *args, repeats: int = 1, **kwargs):
     return result, best
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (OSError, ValueError):
-        memory = float("nan")
-    return (
-        f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB RAM; {platform.system()} {platform.release()}; "
-        f"Python {platform.python_version()}, numpy {np.__version__}"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queries", type=int, default=10_000)
@@ -153,7 +137,7 @@ def main() -> None:
     lines = [
         "# bench_evaluate",
         "",
-        f"Machine: {machine()}.",
+        f"Machine: {describe_machine(numpy=np.__version__)}.",
         "",
         f"Data: {args.queries} queries x {args.gallery} gallery, {args.identities} identities, dim {args.dim}, "
         f"6 cameras; float32 distance matrix ({dist.nbytes / 2**30:.1f} GiB) computed in {t_dist:.1f} s "

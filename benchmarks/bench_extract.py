@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -36,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from machine import describe_machine
 from pipeline.data.torch_data import normalize_batch
 from pipeline.infer.tta import TTAConfig, extract_features, resolve_device, scale_batch, stack_views
 from pipeline.io_utils import write_text
@@ -177,23 +177,6 @@ def _each(fn: Callable[[object], object], items: list) -> None:
         fn(item)
 
 
-def machine(device: torch.device) -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    if device.type == "cuda":
-        cpu += f"; GPU {torch.cuda.get_device_name(device)}"
-    return (
-        f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__} with {torch.get_num_threads()} "
-        f"intra-op threads, device {device.type}; Python {platform.python_version()}, numpy {np.__version__}"
-    )
-
-
 def table(rows: list[Row], images: int) -> str:
     lines = [
         "| backbone | config | views/image | forward batch | TTA s | bare s | TTA images/s | TTA views/s "
@@ -259,7 +242,7 @@ same forward batch shapes, built before the timer starts). Produced by
 - Data: {args.images} random uint8 images of {args.size}x{args.size}x3, input_size {args.size}
   (scale 1.1 resizes to {round(args.size * 1.1)} px); `TTAConfig.batch_size` {args.batch_size}; models built
   with `pretrained=False`, eval mode, `torch.inference_mode`, `num_classes=0`.
-- Machine: {machine(device)}.
+- Machine: {describe_machine(torch=torch.__version__, intra_op_threads=str(torch.get_num_threads()), device=device.type)}.
 - Load average (1/5/15 min) at the start {load_start[0]:.1f}/{load_start[1]:.1f}/{load_start[2]:.1f}, at the end
   {load_end[0]:.1f}/{load_end[1]:.1f}/{load_end[2]:.1f}: other jobs share the cores, so TTA and bare alternate
   inside each repeat and the figures are medians of {args.repeats} repeats after one warm-up.

@@ -15,8 +15,6 @@ Writes benchmarks/results/bench_preprocess.md.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +24,7 @@ import numpy as np
 import pandas as pd
 import PIL
 
+from machine import describe_machine
 from pipeline.data.cache import build_cache, default_workers, open_split
 from pipeline.data.images import read_image, write_image
 from pipeline.data.layout import SPLITS, load_dataset, write_split
@@ -58,22 +57,6 @@ def time_build(root: Path, out: Path, size: int, workers: int) -> float:
     start = time.perf_counter()
     build_cache(root, out, size, (0, 0, 0), workers=workers)
     return time.perf_counter() - start
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores visible, load average {os.getloadavg()[0]:.1f} at the end of the run "
-        f"(other jobs share the machine); Python {platform.python_version()}, numpy {np.__version__}, "
-        f"Pillow {PIL.__version__}, OpenCV {cv2.__version__}"
-    )
 
 
 def bench(root: Path, scratch: Path, size: int, batch: int, batches: int) -> list[tuple[str, float, float]]:
@@ -137,7 +120,7 @@ Preprocess cache build speed, and reading training batches (from the train split
 the cache against decoding the source images. Produced by `benchmarks/bench_preprocess.py`.
 
 - Output size: {args.size} px; {args.batches} random batches of {args.batch} for each reader.
-- Machine: {machine()}
+- Machine: {describe_machine(numpy=np.__version__, Pillow=PIL.__version__, OpenCV=cv2.__version__)}
 - The cache was read right after it was built, so it sat in the page cache: this is the
   steady state of a training run whose cache fits in memory.
 - Ratios compare against the reference row above them, measured in the same run.

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -21,6 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from machine import describe_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 DIM = 256
@@ -31,17 +32,6 @@ def clustered(n: int, dim: int, seed: int) -> np.ndarray:
     centres = rng.normal(size=(max(1, n // 10), dim))
     x = centres[rng.integers(0, centres.shape[0], n)] + 0.6 * rng.normal(size=(n, dim))
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-
-def machine() -> str:
-    import torch
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (f"{os.cpu_count()} CPU cores ({cpu}), {mem:.0f} GiB RAM, no GPU; Python {platform.python_version()}, "
-            f"numpy {np.__version__}, torch {torch.__version__}; load average at start "
-            f"{os.getloadavg()[0]:.1f}, at the end {{load_end}} (the machine is shared with other jobs)")
 
 
 def worker(method: str, data: Path, out: Path, num_query: int, extra: list[str]) -> None:
@@ -96,7 +86,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["BENCH_REPEATS"] = str(args.repeats)
     rows = []
-    header = machine()
+    import torch
+
+    header = describe_machine(numpy=np.__version__, torch=torch.__version__)
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sizes:
             data = Path(tmp) / f"x{n}.npy"
@@ -110,7 +102,7 @@ def main() -> None:
     text = "\n".join([
         "# bench_rerank: exact k-reciprocal re-ranking vs the plain reference",
         "",
-        f"Machine: {header.format(load_end=f'{os.getloadavg()[0]:.1f}')}.",
+        f"Machine: {header} (at the start); load average at the end {os.getloadavg()[0]:.1f}.",
         "",
         f"Inputs: N = queries + gallery (half each), {DIM}-D L2-normalised clustered features (clusters of ~10), "
         "k1 = 20, k2 = 6, lambda = 0.3, same inputs for both in the same run. Reference: "

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_rerank import DIM, ROOT, clustered, machine, measure  # noqa: E402
+from bench_rerank import DIM, ROOT, clustered, measure  # noqa: E402
+from machine import describe_machine  # noqa: E402
 
 DIGIX_QUERIES, DIGIX_GALLERY = 55_168, 29_758
 CANDIDATES = 100
@@ -36,7 +37,9 @@ def main() -> None:
     parser.add_argument("--agreement-size", type=int, default=10_000)
     parser.add_argument("--output", default=str(ROOT / "benchmarks/results/bench_rerank_sparse.md"))
     args = parser.parse_args()
-    header = machine()
+    import torch
+
+    header = describe_machine(numpy=np.__version__, torch=torch.__version__)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         n = args.agreement_size
@@ -61,7 +64,7 @@ def main() -> None:
     text = "\n".join([
         "# bench_rerank_sparse: sparse k-reciprocal re-ranking",
         "",
-        f"Machine: {header.format(load_end=f'{os.getloadavg()[0]:.1f}')}.",
+        f"Machine: {header} (at the start); load average at the end {os.getloadavg()[0]:.1f}.",
         "",
         f"Inputs: {DIM}-D L2-normalised clustered features (clusters of ~10), queries : gallery = "
         f"{DIGIX_QUERIES} : {DIGIX_GALLERY} (DIGIX 2020 final round), k1 = 20, k2 = 6, lambda = 0.3, "

@@ -21,7 +21,22 @@ from pipeline.errors import ConfigError
 Array = Any  # a numpy, cupy or torch array, depending on the backend
 
 
-class NumpyOps:
+class _SharedOps:
+    """The calls that numpy, cupy and torch spell alike; ``xp`` is the module."""
+
+    xp: Any
+
+    def minimum(self, a: Array, b: Array) -> Array:
+        return self.xp.minimum(a, b)
+
+    def exp(self, x: Array) -> Array:
+        return self.xp.exp(x)
+
+    def where(self, cond: Array, a: Any, b: Any) -> Array:
+        return self.xp.where(cond, a, b)
+
+
+class NumpyOps(_SharedOps):
     """numpy (CPU) or cupy (GPU): same API, different module."""
 
     def __init__(self, module: Any = np) -> None:
@@ -126,17 +141,8 @@ class NumpyOps:
     def concat(self, arrays: Sequence[Array]) -> Array:
         return self.xp.concatenate(list(arrays))
 
-    def minimum(self, a: Array, b: Array) -> Array:
-        return self.xp.minimum(a, b)
 
-    def exp(self, x: Array) -> Array:
-        return self.xp.exp(x)
-
-    def where(self, cond: Array, a: Any, b: Any) -> Array:
-        return self.xp.where(cond, a, b)
-
-
-class TorchOps:
+class TorchOps(_SharedOps):
     """torch on CPU or CUDA."""
 
     def __init__(self, device: str) -> None:
@@ -223,15 +229,6 @@ class TorchOps:
 
     def concat(self, arrays: Sequence[Array]) -> Array:
         return self.xp.cat(list(arrays))
-
-    def minimum(self, a: Array, b: Array) -> Array:
-        return self.xp.minimum(a, b)
-
-    def exp(self, x: Array) -> Array:
-        return self.xp.exp(x)
-
-    def where(self, cond: Array, a: Any, b: Any) -> Array:
-        return self.xp.where(cond, a, b)
 
 
 Ops = NumpyOps | TorchOps
