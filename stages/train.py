@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
+
 from pipeline.cli import run_stage, stage_parser
 from pipeline.data.cache import PreprocessConfig
 from pipeline.data.folds import FoldsConfig
@@ -34,6 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     preprocess = load_section("preprocess", PreprocessConfig, args.params)
     folds = load_section("folds", FoldsConfig, args.params)
     data = load_fold(Path(preprocess.out), Path(folds.out), args.fold)
+    if stage.threads:
+        torch.set_num_threads(stage.threads)
     info = init_distributed(stage.device)
     out_dir = Path(stage.out) / args.model / f"fold{args.fold}"
     summary = fit(recipe, data, out_dir, model_name=args.model, fold=args.fold, info=info)

@@ -163,9 +163,9 @@ def test_load_trained_model_gives_the_eval_model_and_meta(tmp_path):
     assert_same(model.state_dict(), saved)
 
 
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
-def test_shipped_recipes_load(path):
-    recipe = load_recipe(path)
+@pytest.mark.parametrize("name", ["tiny", "effb0", "densenet121", "resnest14d"])
+def test_shipped_recipes_load(name):
+    recipe = load_recipe(CONFIGS / f"{name}.yaml")
     assert recipe.train.epochs >= 1
 
 

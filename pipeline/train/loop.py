@@ -37,7 +37,7 @@ from pipeline.data.torch_data import AugmentedImages, normalize_batch
 from pipeline.data.transforms import SeededAugment, build_train_transforms
 from pipeline.errors import DataError
 from pipeline.losses import ReIDCriterion
-from pipeline.models import ModelOutput, ReIDModel, create_model, unfreeze
+from pipeline.models import ReIDModel, create_model, unfreeze
 from pipeline.train import distributed as ddp
 from pipeline.train.amp import autocast, make_scaler, resolve_amp
 from pipeline.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -77,15 +77,6 @@ def fingerprint(recipe: Recipe, data: FoldData, world_size: int) -> str:
         for start in range(0, len(rows), 1024):  # the pixels too: a changed cache retrains
             digest.update(np.ascontiguousarray(data.images[np.sort(rows[start : start + 1024])]).tobytes())
     return digest.hexdigest()
-
-
-def float_output(output: ModelOutput) -> ModelOutput:
-    """Losses run in float32: distances and softmax lose too much in half precision."""
-    return ModelOutput(
-        features=output.features.float(),
-        embeddings=output.embeddings.float(),
-        logits=None if output.logits is None else output.logits.float(),
-    )
 
 
 class Trainer:
@@ -171,6 +162,7 @@ class Trainer:
             self.unfreeze()
         self.sampler.set_epoch(epoch)
         self.augment.reset()
+        rates = {f"lr/{g['name']}": float(g["lr"]) for g in self.optimizer.param_groups}  # at epoch start
         self.net.train()
         sums: dict[str, float] = {}
         done = skipped = 0
@@ -190,8 +182,7 @@ class Trainer:
         seconds = time.perf_counter() - started
         metrics = {f"train/{name}": value / max(done, 1) for name, value in sums.items()}
         metrics["train/skipped_steps"] = float(skipped)
-        for group in self.optimizer.param_groups:
-            metrics[f"lr/{group['name']}"] = float(group["lr"])
+        metrics.update(rates)
         log.info(
             "epoch %d: %.1f images/s, loss %.4f",
             epoch + 1, len(self.sampler) * self.recipe.train.p * self.recipe.train.k / seconds,
@@ -205,9 +196,8 @@ class Trainer:
         labels = labels.to(self.device, non_blocking=True)
         with autocast(self.amp, self.device):
             output = self.net(images, labels)
-        total, parts = self.criterion(
-            float_output(output), labels, iteration=self.step, metric_mask=self.metric_ok[labels]
-        )
+        # outside autocast: the criterion computes in float32 whatever the outputs' dtype
+        total, parts = self.criterion(output, labels, iteration=self.step, metric_mask=self.metric_ok[labels])
         self.optimizer.zero_grad(set_to_none=True)
         if self.center_optimizer is not None:
             self.center_optimizer.zero_grad(set_to_none=True)

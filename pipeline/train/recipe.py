@@ -56,12 +56,17 @@ class TrainStageConfig:
     out: str = "outputs/models"  # <out>/<model>/fold<fold>/{checkpoints,live}
     recipes: str = "configs"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # CPU threads per process; 0 keeps torch's default. 1 is much faster when other jobs
+    # share the cores: idle OpenMP threads spin and then wait on preempted siblings.
+    threads: int = 0
 
     def validate(self) -> None:
         if not self.models:
             raise ValueError("models must name at least one recipe")
         if len(set(self.models)) != len(self.models) or len(set(self.folds)) != len(self.folds):
             raise ValueError("models and folds must not repeat")
+        if self.threads < 0:
+            raise ValueError("threads must not be negative")
 
 
 def load_recipe(path: str | Path) -> Recipe:
