@@ -37,7 +37,8 @@ import torch.nn.functional as F
 
 from machine import describe_machine
 from pipeline.data.torch_data import normalize_batch
-from pipeline.infer.tta import TTAConfig, extract_features, resolve_device, scale_batch, stack_views
+from pipeline.infer.tta import TTAConfig, extract_features, scale_batch, stack_views
+from pipeline.train.distributed import resolve_device
 from pipeline.io_utils import write_text
 from pipeline.models import ModelConfig, create_model
 

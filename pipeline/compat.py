@@ -11,6 +11,7 @@ import to succeed. On a machine whose torchvision loads (a GPU box) this does no
 from __future__ import annotations
 
 import sys
+import types
 
 import torch
 
@@ -34,7 +35,7 @@ def ensure_torchvision_importable() -> None:
     import torchvision  # noqa: F401
 
 
-def import_timm():
+def import_timm() -> types.ModuleType:
     """Return the timm module, importable on CPU-only machines (see module docstring)."""
     ensure_torchvision_importable()
     import timm

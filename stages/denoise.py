@@ -7,26 +7,16 @@ import logging
 from pathlib import Path
 
 from pipeline.cli import run_stage, stage_parser
-from pipeline.config import read_yaml
 from pipeline.data.denoise import DenoiseConfig, denoise_dataset
-from pipeline.errors import ConfigError
+from pipeline.data.layout import DatasetConfig
 from pipeline.params import load_section
 
 log = logging.getLogger("denoise")
 
 
-def source_root(params: str) -> Path:
-    """``dataset.root`` of the params file: the dataset denoise reads."""
-    section = read_yaml(params).get("dataset")
-    root = section.get("root") if isinstance(section, dict) else None
-    if not isinstance(root, str) or not root:
-        raise ConfigError(f"{params}: missing key 'dataset.root' (the source dataset folder), got {root!r}")
-    return Path(root)
-
-
 def main(argv: list[str] | None = None) -> None:
     args = stage_parser(__doc__).parse_args(argv)
-    src = source_root(args.params)
+    src = Path(load_section("dataset", DatasetConfig, args.params).root)
     cfg = load_section("denoise", DenoiseConfig, args.params)
     report = denoise_dataset(src, Path(cfg.out), cfg)
     counts = report["noise"].value_counts().to_dict()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pipeline.cli import run_stage, stage_parser
 from pipeline.data.folds import FoldsConfig, make_folds
-from pipeline.data.layout import dataset_root_from_params, read_split
+from pipeline.data.denoise import DenoiseConfig
+from pipeline.data.layout import read_split
 from pipeline.io_utils import write_csv
 from pipeline.params import load_section
 
@@ -12,7 +15,7 @@ from pipeline.params import load_section
 def main(argv: list[str] | None = None) -> None:
     args = stage_parser(__doc__).parse_args(argv)
     cfg = load_section("folds", FoldsConfig, args.params)
-    train = read_split(dataset_root_from_params(args.params), "train")
+    train = read_split(Path(load_section("denoise", DenoiseConfig, args.params).out), "train")
     write_csv(cfg.out, make_folds(train, cfg.k, cfg.seed, cfg.query_fraction))
 
 

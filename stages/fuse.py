@@ -35,6 +35,12 @@ def main(argv: list[str] | None = None) -> None:
         if not reference.oof:
             raise DataError(f"fuse.tune is on but {extract_out / models[0]} holds no out-of-fold features")
         folds = sorted(reference.oof)
+        for model, model_features in features.items():
+            if sorted(model_features.oof) != folds:
+                raise DataError(
+                    f"{extract_out / model}: out-of-fold features for folds {sorted(model_features.oof)}, "
+                    f"but {models[0]} has {folds}: rerun extract for every model"
+                )
         for fold in folds:
             check_same_ids({m: f.oof[fold][0].ids for m, f in features.items()}, f"fold {fold} held-out queries")
         oof = {f: [lists[m][f"oof{f}_{cfg.source}"] for m in models] for f in folds}

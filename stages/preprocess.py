@@ -6,14 +6,14 @@ from pathlib import Path
 
 from pipeline.cli import run_stage, stage_parser
 from pipeline.data.cache import PreprocessConfig, build_cache
-from pipeline.data.layout import dataset_root_from_params
+from pipeline.data.denoise import DenoiseConfig
 from pipeline.params import load_section
 
 
 def main(argv: list[str] | None = None) -> None:
     args = stage_parser(__doc__).parse_args(argv)
     cfg = load_section("preprocess", PreprocessConfig, args.params)
-    build_cache(dataset_root_from_params(args.params), Path(cfg.out), cfg.size, cfg.fill)
+    build_cache(Path(load_section("denoise", DenoiseConfig, args.params).out), Path(cfg.out), cfg.size, cfg.fill)
 
 
 if __name__ == "__main__":

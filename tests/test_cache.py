@@ -109,7 +109,7 @@ def test_stage_reads_denoise_out_and_writes_the_cache(tmp_path: Path) -> None:
     assert open_split(tmp_path / "cache", "gallery").images.shape == (2, 10, 10, 3)
 
 
-def test_stage_without_denoise_out_is_a_one_line_error(tmp_path: Path) -> None:
+def test_stage_without_denoise_section_is_a_one_line_error(tmp_path: Path) -> None:
     done = _run_stage(tmp_path, "preprocess: {size: 16}\n")
     assert done.returncode == 2
-    assert done.stderr.strip() == "error: params.yaml: missing key 'denoise.out' (the dataset root that denoise writes)"
+    assert done.stderr.strip() == "error: params.yaml: missing section 'denoise'"

@@ -1,8 +1,10 @@
-import numpy as np
+import os
+import stat
+
 import pandas as pd
 import pytest
 
-from pipeline.io_utils import atomic_dir, atomic_path, save_npy, write_csv, write_json
+from pipeline.io_utils import atomic_dir, atomic_path, write_csv, write_json
 
 
 def test_atomic_path_leaves_nothing_when_the_block_fails(tmp_path):
@@ -44,11 +46,21 @@ def test_atomic_dir_swaps_whole_folder(tmp_path):
 
 
 def test_writers_round_trip(tmp_path):
-    array = np.arange(6, dtype=np.float32).reshape(2, 3)
-    save_npy(tmp_path / "a.npy", array)
-    np.testing.assert_array_equal(np.load(tmp_path / "a.npy", allow_pickle=False), array)
     frame = pd.DataFrame({"image": ["a.png"], "label": ["007"]})
     write_csv(tmp_path / "t.csv", frame)
     assert pd.read_csv(tmp_path / "t.csv", dtype=str).equals(frame)
     write_json(tmp_path / "m.json", {"score": 0.5})
     assert (tmp_path / "m.json").read_text() == '{\n  "score": 0.5\n}\n'
+
+
+def test_outputs_get_the_usual_modes_not_owner_only(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "f.txt") as tmp:
+            tmp.write_text("x")
+        with atomic_dir(tmp_path / "d"):
+            pass
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755

@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.data.layout import SPLITS, Dataset, dataset_root_from_params, load_dataset, read_split, write_split
+from pipeline.data.layout import SPLITS, Dataset, DatasetConfig, load_dataset, read_split, write_split
+from pipeline.params import load_section
 from pipeline.errors import ConfigError, DataError
 
 
@@ -149,17 +150,18 @@ def test_write_split_rejects_bad_frames(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ("preprocess: {size: 8}\n", r"params\.yaml: missing key 'denoise\.out'"),
-        ("denoise: {method: median}\n", r"params\.yaml: missing key 'denoise\.out'"),
-        ("denoise: {out: 3}\n", r"'denoise\.out' must be a non-empty string, got 3"),
+        ("preprocess: {size: 8}\n", r"params\.yaml: missing section 'dataset'"),
+        ("dataset: {rot: data}\n", r"params\.yaml: unknown key 'dataset\.rot'"),
+        ("dataset: {root: 3}\n", r"'dataset\.root' must be a string, got 3"),
+        ("dataset: {root: ''}\n", r"root must not be empty"),
     ],
 )
-def test_dataset_root_from_params_errors(tmp_path: Path, params: str, message: str) -> None:
+def test_dataset_section_errors_name_the_key(tmp_path: Path, params: str, message: str) -> None:
     (tmp_path / "params.yaml").write_text(params)
     with pytest.raises(ConfigError, match=message):
-        dataset_root_from_params(tmp_path / "params.yaml")
+        load_section("dataset", DatasetConfig, tmp_path / "params.yaml")
 
 
-def test_dataset_root_from_params(tmp_path: Path) -> None:
-    (tmp_path / "params.yaml").write_text("denoise: {out: outputs/denoised, method: median}\n")
-    assert dataset_root_from_params(tmp_path / "params.yaml") == Path("outputs/denoised")
+def test_dataset_section(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text("dataset: {root: ../shared/data/grocery}\n")
+    assert load_section("dataset", DatasetConfig, tmp_path / "params.yaml").root == "../shared/data/grocery"

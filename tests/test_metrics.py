@@ -105,3 +105,12 @@ def test_write_metrics_json_layout(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"\[fused\]\[cmc\]"):
         write_metrics(tmp_path / "bad.json", {"fused": {"cmc": np.ones(3)}})
     assert not (tmp_path / "bad.json").exists()
+
+
+def test_write_metrics_accepts_an_unscored_run(tmp_path):
+    import json
+
+    from pipeline.evaluate.metrics import write_metrics
+
+    write_metrics(tmp_path / "m.json", {}, labels=False)
+    assert json.loads((tmp_path / "m.json").read_text()) == {"table": {}, "labels": False}

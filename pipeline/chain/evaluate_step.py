@@ -49,7 +49,11 @@ class Truth:
 
 
 def score_lists(lists: CandidateLists, truth: Truth, cfg: EvaluateConfig) -> dict[str, object]:
-    """Competition scores on the top k, and the re-id protocol on the whole candidate list."""
+    """Competition scores on the top k, and the re-id protocol on the whole candidate list.
+
+    Gallery items outside a query's list rank last, so when ``rerank.candidates`` is smaller
+    than the gallery, mAP and mINP are lower bounds; the chain's default keeps every item.
+    """
     q_labels, g_labels = truth.query["label"].to_numpy(), truth.gallery["label"].to_numpy()
     row: dict[str, object] = dict(competition_scores(lists.ranking(cfg.k), q_labels, g_labels, cfg.k))
     q_cams, g_cams = truth.cameras()

@@ -23,8 +23,7 @@ from pathlib import Path, PureWindowsPath
 
 import pandas as pd
 
-from pipeline.config import read_yaml
-from pipeline.errors import ConfigError, DataError
+from pipeline.errors import DataError
 from pipeline.io_utils import write_csv
 
 SPLITS = ("train", "query", "gallery")
@@ -166,16 +165,12 @@ def write_split(root: str | Path, split: str, frame: pd.DataFrame) -> Path:
     return csv_path
 
 
-def dataset_root_from_params(params: str | Path) -> Path:
-    """The dataset the stages after denoise read: ``denoise.out`` of the params file.
+@dataclass(frozen=True)
+class DatasetConfig:
+    """params.yaml section ``dataset``: the canonical-layout folder the chain starts from."""
 
-    The denoise stage writes a full canonical copy of the dataset there, so preprocess and
-    folds read one root whether or not anything was repaired.
-    """
-    section = read_yaml(params).get("denoise")
-    if not isinstance(section, dict) or "out" not in section:
-        raise ConfigError(f"{params}: missing key 'denoise.out' (the dataset root that denoise writes)")
-    out = section["out"]
-    if not isinstance(out, str) or not out:
-        raise ConfigError(f"{params}: 'denoise.out' must be a non-empty string, got {out!r}")
-    return Path(out)
+    root: str
+
+    def validate(self) -> None:
+        if not self.root:
+            raise ValueError("root must not be empty")

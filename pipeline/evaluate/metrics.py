@@ -147,4 +147,5 @@ def write_metrics(
     """
     if "table" in extra:
         raise ValueError("metrics.json: 'table' is reserved for the rows")
-    write_json(path, {"table": _checked_rows(rows), **extra})
+    # An empty table is a valid result: a test set without labels has nothing to score.
+    write_json(path, {"table": _checked_rows(rows) if rows else {}, **extra})

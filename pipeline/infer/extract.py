@@ -14,7 +14,8 @@ import torch
 from pipeline.data.cache import open_split
 from pipeline.data.folds import fold_indices
 from pipeline.infer.store import FeatureSet, ModelFeatures
-from pipeline.infer.tta import TTAConfig, average_fold_features, extract_features, resolve_device
+from pipeline.infer.tta import TTAConfig, average_fold_features, extract_features
+from pipeline.train.distributed import resolve_device
 from pipeline.train.trained import load_trained_model
 
 
@@ -32,7 +33,7 @@ def extract_model(
     cfg: TTAConfig,
 ) -> ModelFeatures:
     """Run every fold checkpoint of one model over the query, gallery and its held-out rows."""
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, "extract.device")
     query, gallery, train = (open_split(cache_dir, s) for s in ("query", "gallery", "train"))
     train_ids = train.table["image"].tolist()
     per_fold_query: list[np.ndarray] = []

@@ -43,15 +43,6 @@ class TTAConfig:
         return len(self.scales) * len(self.rotations) * (2 if self.flip else 1)
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA when present, so the same params run on a laptop and a GPU box."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but torch sees no GPU")
-    return torch.device(name)
-
-
 def scale_batch(batch: torch.Tensor, input_size: int, scale: float) -> torch.Tensor:
     """Resize a (B, 3, H, W) batch to ``round(input_size * scale)`` on each side."""
     side = max(1, round(input_size * scale))
