@@ -68,8 +68,14 @@ def test_repro_writes_a_valid_submission_and_scores(repo):
 
 
 def test_training_records_untrained_and_trained_scores(repo):
-    live = json.loads((repo / "outputs/models/tiny/fold0/live/metrics.json").read_text())
-    assert "best" in json.dumps(live)
+    live = repo / "outputs/models/tiny/fold0/live"
+    rows = [line.split("\t") for line in (live / "plots/metrics/val/score.tsv").read_text().splitlines()[1:]]
+    scores = {int(step): float(score) for step, score in rows}
+    assert sorted(scores) == [0, 1, 2]  # step 0 is the untrained network, then one row per epoch
+    best = json.loads((live / "metrics.json").read_text())["best"]
+    trained = {step: score for step, score in scores.items() if step > 0}
+    assert best["score"] == pytest.approx(max(trained.values()))
+    assert scores[int(best["epoch"])] == pytest.approx(best["score"])
     assert (repo / "outputs/models/tiny/fold0/checkpoints/best.pt").is_file()
 
 
