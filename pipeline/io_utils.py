@@ -17,6 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.errors import DataError
+
 
 def _umask() -> int:
     current = os.umask(0)
@@ -74,3 +76,13 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
 def write_csv(path: str | os.PathLike[str], frame: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
+
+
+def read_text(path: str | os.PathLike[str], encoding: str = "utf-8") -> str:
+    """A text file's content, with a DataError naming the file when it is missing or not UTF-8."""
+    try:
+        return Path(path).read_text(encoding=encoding)
+    except FileNotFoundError as error:
+        raise DataError(f"{path}: file not found") from error
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from error

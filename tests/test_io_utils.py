@@ -64,3 +64,16 @@ def test_outputs_get_the_usual_modes_not_owner_only(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+
+
+def test_read_text_errors_name_the_file(tmp_path):
+    from pipeline.errors import DataError
+    from pipeline.io_utils import read_text
+
+    with pytest.raises(DataError, match="missing.txt: file not found"):
+        read_text(tmp_path / "missing.txt")
+    (tmp_path / "latin.txt").write_bytes(b"caf\xe9")
+    with pytest.raises(DataError, match="latin.txt: not UTF-8 text"):
+        read_text(tmp_path / "latin.txt")
+    (tmp_path / "ok.txt").write_text("ok", encoding="utf-8")
+    assert read_text(tmp_path / "ok.txt") == "ok"

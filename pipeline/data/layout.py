@@ -24,7 +24,7 @@ from pathlib import Path, PureWindowsPath
 import pandas as pd
 
 from pipeline.errors import DataError
-from pipeline.io_utils import write_csv
+from pipeline.io_utils import read_text, write_csv
 
 SPLITS = ("train", "query", "gallery")
 COLUMNS = ("image", "label", "camera")
@@ -48,13 +48,8 @@ def read_split(root: str | Path, split: str, *, check_files: bool = True) -> pd.
     """Read and validate ``<root>/<split>.csv``; return columns image[, label][, camera] as str."""
     root = Path(root)
     csv_path = split_path(root, split)
-    try:
-        # utf-8-sig: spreadsheet programs prepend a byte-order mark to the header.
-        text = csv_path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError as error:
-        raise DataError(f"{csv_path}: file not found") from error
-    except UnicodeDecodeError as error:
-        raise DataError(f"{csv_path}: not UTF-8 text ({error.reason} at byte {error.start})") from error
+    # utf-8-sig: spreadsheet programs prepend a byte-order mark to the header.
+    text = read_text(csv_path, encoding="utf-8-sig")
     if not text.strip():
         raise DataError(f"{csv_path}: empty file (expected a header line '{','.join(COLUMNS)}')")
 

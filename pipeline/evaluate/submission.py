@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeline.errors import DataError
 from pipeline.evaluate.metrics import check_ranking
-from pipeline.io_utils import write_text
+from pipeline.io_utils import read_text, write_text
 
 _LINE = re.compile(r"([^,{}]+),\{([^{}]*)\}")
 _FORBIDDEN = re.compile(r"[,{}\r\n]")
@@ -75,12 +75,7 @@ def read_submission(
         raise DataError(f"{path}: submission length {length} must lie in 1..{len(gallery)} (the gallery size)")
     query_index = {name: i for i, name in enumerate(queries)}
     gallery_index = {name: i for i, name in enumerate(gallery)}
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as error:
-        raise DataError(f"{path}: file not found") from error
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 text") from error
+    text = read_text(path)
 
     ranked = np.zeros((len(queries), length), dtype=np.int64)
     line_of_query = np.zeros(len(queries), dtype=np.int64)  # 0 = not seen yet
