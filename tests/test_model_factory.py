@@ -5,7 +5,8 @@ from safetensors.torch import save_file
 from pipeline.config import from_mapping
 from pipeline.errors import ConfigError
 from pipeline.models import ModelConfig, ModelOutput, create_model
-from pipeline.models.backbone import create_backbone
+from pipeline.compat import import_timm
+from pipeline.models.backbone import create_backbone, zero_init_residual_branches
 
 BACKBONE = "test_efficientnet"  # timm's tiny test model: 256 features, fast on CPU
 IMAGES = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -124,3 +125,42 @@ def test_drop_path_rate_reaches_the_backbone():
     model = create_model(ModelConfig("test_resnet", drop_path_rate=0.1), num_classes=3)
     rates = [m.drop_prob for m in model.backbone.modules() if type(m).__name__ == "DropPath"]
     assert rates and max(rates) > 0
+
+
+def _skip_block_io(backbone: torch.nn.Module, images: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(input, output) of every block with a skip connection, in one eval forward pass."""
+    seen = []
+    hooks = [
+        m.register_forward_hook(lambda _, args, out: seen.append((args[0], out)))
+        for m in backbone.modules()
+        if getattr(m, "has_skip", False)
+    ]
+    backbone.eval()
+    with torch.no_grad():
+        backbone(images)
+    for hook in hooks:
+        hook.remove()
+    return seen
+
+
+def test_zero_init_residual_makes_every_skip_block_of_efficientnet_the_identity():
+    images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    plain = create_model(ModelConfig("efficientnet_b0"), num_classes=3)
+    assert any(not torch.equal(x, y) for x, y in _skip_block_io(plain.backbone, images))
+    model = create_model(ModelConfig("efficientnet_b0", zero_init_residual=True), num_classes=3)
+    pairs = _skip_block_io(model.backbone, images)
+    # B0's 16 blocks: the first block of each of its 7 stages changes shape, so 9 have a skip
+    assert len(pairs) == 9
+    assert all(torch.equal(x, y) for x, y in pairs)
+
+
+def test_zero_init_residual_uses_timm_hooks_and_rejects_what_it_cannot_do():
+    backbone = import_timm().create_model("test_resnet", num_classes=0, zero_init_last=False)
+    blocks = [m for m in backbone.modules() if hasattr(m, "zero_init_last")]
+    assert zero_init_residual_branches(backbone) == len(blocks) == 4
+    last_norms = [b.bn3 if hasattr(b, "bn3") else b.bn2 for b in blocks]  # test_resnet mixes both block types
+    assert blocks and all(not norm.weight.any() for norm in last_norms)
+    with pytest.raises(ConfigError, match="no residual block"):
+        create_model(ModelConfig("vgg11", zero_init_residual=True), num_classes=3)
+    with pytest.raises(ValueError, match="erase pretrained weights"):
+        ModelConfig(BACKBONE, zero_init_residual=True, pretrained_file="w.pth").validate()

@@ -7,7 +7,8 @@ from typing import Literal
 
 from torch import nn
 
-from pipeline.models.backbone import create_backbone
+from pipeline.errors import ConfigError
+from pipeline.models.backbone import create_backbone, zero_init_residual_branches
 from pipeline.models.freeze import freeze_stages
 from pipeline.models.heads import create_head
 from pipeline.models.model import ReIDModel
@@ -32,6 +33,8 @@ class ModelConfig:
     frozen_stages: int = 0  # stem + this many timm stages frozen; 0 = none
     embedding: Literal["post_bn", "pre_bn"] = "post_bn"  # the retrieval feature
     drop_path_rate: float = 0.0
+    # start every residual block as the identity (from-scratch training only)
+    zero_init_residual: bool = False
 
     def validate(self) -> None:
         checks = [
@@ -51,6 +54,10 @@ class ModelConfig:
             (self.frozen_stages >= 0, f"frozen_stages must be >= 0, got {self.frozen_stages}"),
             (self.embedding in ("post_bn", "pre_bn"), f"embedding must be post_bn or pre_bn, got {self.embedding!r}"),
             (0 <= self.drop_path_rate < 1, f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}"),
+            (
+                not (self.zero_init_residual and (self.pretrained or self.pretrained_file)),
+                "zero_init_residual would erase pretrained weights; use it only when training from scratch",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -63,6 +70,13 @@ def create_model(config: ModelConfig, num_classes: int) -> ReIDModel:
     if num_classes < 0:
         raise ValueError(f"num_classes must be >= 0, got {num_classes}")
     backbone = create_backbone(config.backbone, config.pretrained, config.pretrained_file, config.drop_path_rate)
+    if config.zero_init_residual:
+        zeroed = zero_init_residual_branches(backbone)
+        if not zeroed:
+            raise ConfigError(
+                f"zero_init_residual: {config.backbone!r} has no residual block to zero-initialise "
+                "(timm blocks with zero_init_last() or has_skip)"
+            )
     width = backbone.num_features
     if config.embedding_dim:
         reduction: nn.Module = nn.Linear(width, config.embedding_dim)
