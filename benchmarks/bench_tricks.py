@@ -1,31 +1,36 @@
 """What each training trick is worth on the demo data, as in the strong re-id baseline paper.
 
-Cumulative ablation: each row adds one trick to the row above and trains from scratch on
-the same fold with the same seed; the figure is the fold's validation score
-(0.5 * top-1 + 0.5 * mAP@10) after the last epoch, and the best epoch's. A small, fast
-backbone and few epochs keep the whole table under ~25 minutes on 2 cores, so read the
-differences as indicative (one fold, one seed), not as the paper's numbers.
+Cumulative ablation: each row adds one trick to the row above and trains from scratch; the
+figure is the fold's validation score (0.5 * top-1 + 0.5 * mAP@10) after the last epoch,
+averaged over every (seed, fold) run, with its spread. Runs go to ``--jobs`` single-threaded
+processes; each finished run is saved in ``--work`` so a killed benchmark resumes where it
+stopped. Writes benchmarks/results/bench_tricks.{md,png}.
 
-    python benchmarks/bench_tricks.py [--epochs 20] [--backbone mobilenetv3_small_100]
+    python benchmarks/bench_tricks.py --backbone resnest14d --epochs 12 --seeds 0 1 2 --jobs 2
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
+import multiprocessing
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+import numpy as np
 import torch
 from machine import describe_machine
+from tqdm import tqdm
 
 from pipeline.data.cache import build_cache, open_split
 from pipeline.data.demo import DemoConfig, generate_demo
 from pipeline.data.folds import make_folds
 from pipeline.data.transforms import AugmentConfig
-from pipeline.io_utils import write_csv, write_text
+from pipeline.io_utils import atomic_path, write_csv, write_json, write_text
 from pipeline.losses import LossConfig
 from pipeline.models import ModelConfig
 from pipeline.train.data import FoldData, load_fold
@@ -48,11 +53,11 @@ def demo_fold(work: Path, size: int = 64, fold: int = 0) -> FoldData:
     return load_fold(cache, folds, fold)
 
 
-def ablation(backbone: str, epochs: int, input_size: int) -> list[tuple[str, Recipe]]:
+def ablation(backbone: str, epochs: int, input_size: int, seed: int = 0) -> list[tuple[str, Recipe]]:
     """(name, recipe) rows, each adding one trick to the previous row."""
     recipe = Recipe(
         model=ModelConfig(backbone=backbone, pooling="avg", neck="none", head="linear"),
-        train=TrainConfig(epochs=epochs, p=16, k=4, input_size=input_size, seed=0, eval_every=epochs),
+        train=TrainConfig(epochs=epochs, p=16, k=4, input_size=input_size, seed=seed, eval_every=epochs),
         loss=LossConfig(ce_weight=1.0, label_smoothing=0.0, triplet_weight=0.0),
         augment=AugmentConfig(hflip_p=0.5, erasing_p=0.0),
         optim=OptimConfig(optimizer="adam", lr=2e-3, warmup_epochs=1, warmup_factor=0.1, schedule="cosine", min_lr=1e-5),
@@ -76,59 +81,153 @@ def ablation(backbone: str, epochs: int, input_size: int) -> list[tuple[str, Rec
     return rows
 
 
+def run_one(work: Path, input_size: int, fold: int, recipe: Recipe) -> dict[str, float]:
+    """Train one ablation row on one fold; its last-epoch and untrained (step 0) scores."""
+    torch.set_num_threads(1)  # one thread per process: 2 threads on 2 shared cores ran ~10x slower
+    data = demo_fold(work, input_size, fold)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as out:
+        summary = fit(recipe, data, out, model_name="ablation", fold=fold)
+        scores = Path(out) / "live" / "plots" / "metrics" / "val" / "score.tsv"
+        untrained = float(scores.read_text().splitlines()[1].split("\t")[1])  # step 0
+    return {
+        "top1": summary["val/top1"], "map10": summary["val/map@10"], "score": summary["val/score"],
+        "untrained": untrained, "seconds": time.perf_counter() - started,
+        "queries": len(data.query_rows), "gallery": len(data.gallery_rows),
+    }
+
+
+def run_key(name: str, seed: int, fold: int) -> str:
+    return f"{name} | seed {seed} | fold {fold}"
+
+
+def summarise(names: list[str], runs: dict[str, dict[str, float]], seeds: list[int], folds: list[int]) -> list[dict]:
+    """Per row: mean and spread over the finished (seed, fold) runs."""
+    rows = []
+    for name in names:
+        pairs = [(s, f) for s in seeds for f in folds if run_key(name, s, f) in runs]
+        if not pairs:
+            continue
+        done = [runs[run_key(name, s, f)] for s, f in pairs]
+        score = np.array([r["score"] for r in done])
+        rows.append({
+            "name": name, "scores": score, "by_run": dict(zip(pairs, score)),
+            "top1": float(np.mean([r["top1"] for r in done])), "map10": float(np.mean([r["map10"] for r in done])),
+            "score": float(score.mean()), "std": float(score.std(ddof=1)) if len(done) > 1 else float("nan"),
+            "seconds": float(np.mean([r["seconds"] for r in done])),
+        })
+    return rows
+
+
+def paired_delta(before: dict, after: dict) -> str:
+    """Mean ± sd of the score change over the runs both rows share (same seed and fold)."""
+    common = before["by_run"].keys() & after["by_run"].keys()
+    changes = np.array([after["by_run"][k] - before["by_run"][k] for k in common])
+    if len(changes) == 0:
+        return ""
+    spread = f" ± {changes.std(ddof=1):.3f}" if len(changes) > 1 else ""
+    return f"{changes.mean():+.3f}{spread}"
+
+
+def markdown(args: argparse.Namespace, rows: list[dict], runs: dict[str, dict[str, float]], minutes: float, done: bool) -> str:
+    planned = len(args.seeds) * len(args.folds) * len(ablation(args.backbone, 1, 1))
+    any_run = next(iter(runs.values()))
+    untrained = np.mean([r["untrained"] for r in runs.values()])
+    lines = []
+    for i, row in enumerate(rows):
+        delta = "" if i == 0 else paired_delta(rows[i - 1], row)
+        each = " ".join(f"{v:.3f}" for v in row["scores"])
+        lines.append(
+            f"| {row['name']} | {row['top1']:.3f} | {row['map10']:.3f} | **{row['score']:.3f}** ± {row['std']:.3f} "
+            f"| {delta} | {each} | {row['seconds']:.0f} |"
+        )
+    status = "Total" if done else "Partial results (still running):"
+    return "\n".join([
+        "# What each training trick is worth (demo data)",
+        "",
+        f"Backbone `{args.backbone}` from scratch (no pretrained weights offline), {args.input_size} px,",
+        f"{args.epochs} epochs, PK batches 16 x 4, Adam 2e-3 with 1 warm-up epoch and cosine decay;",
+        "demo dataset (300 training identities x 4-8 images). Each row adds one trick to the row above",
+        f"and trains from scratch. Runs: seeds {args.seeds} x folds {args.folds} (a fold holds out about",
+        f"{any_run['queries']} queries and {any_run['gallery']} gallery images). Score = 0.5 * top-1 + 0.5 * mAP@10",
+        "on the fold's held-out identities after the last epoch: mean ± standard deviation over the runs,",
+        f"then each run's score. Untrained network (step 0): mean score {untrained:.3f}.",
+        "Each row shares seeds with the row above, so \"vs row above\" is a paired change; one smaller",
+        "than its spread is not a finding.",
+        "",
+        "![score per recipe](bench_tricks.png)",
+        "",
+        "| recipe | top-1 | mAP@10 | score ± sd | vs row above (paired) | each run | seconds/run |",
+        "|---|---|---|---|---|---|---|",
+        *lines,
+        "",
+        f"{status} {minutes:.1f} min for {len(runs)} of {planned} runs "
+        f"({args.jobs} parallel single-threaded jobs). Machine: {describe_machine(torch=torch.__version__)}.",
+        "",
+    ])
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Mean score per recipe with each run as a dot: the spread is visible at a glance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
+    y = np.arange(len(rows))[::-1]
+    ax.barh(y, [r["score"] for r in rows], color="#8fb3d9")
+    for yi, row in zip(y, rows):
+        ax.plot(row["scores"], np.full(len(row["scores"]), yi), "k.", markersize=6)
+    ax.set_yticks(y, [r["name"] for r in rows])
+    ax.set_xlabel("fold validation score (bar: mean; dots: runs)")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbone", default="mobilenetv3_small_100")
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--backbone", default="resnest14d")
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--input-size", type=int, default=64)
-    parser.add_argument("--fold", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--folds", type=int, nargs="+", default=[0])
+    parser.add_argument("--jobs", type=int, default=2, help="parallel training processes, one thread each")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "bench_demo")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    data = demo_fold(args.work, args.input_size, args.fold)
-    lines: list[str] = []
-    previous = untrained = None
+    for fold in args.folds:  # build the shared data once, before the workers race for it
+        demo_fold(args.work, args.input_size, fold)
+    saved = args.work / f"tricks_{args.backbone}_{args.epochs}ep_{args.input_size}px.json"
+    runs: dict[str, dict[str, float]] = json.loads(saved.read_text()) if saved.exists() else {}
+    names = [name for name, _ in ablation(args.backbone, args.epochs, args.input_size)]
+    todo = {
+        run_key(name, seed, fold): (fold, recipe)
+        for seed in args.seeds
+        for fold in args.folds
+        for name, recipe in ablation(args.backbone, args.epochs, args.input_size, seed)
+        if run_key(name, seed, fold) not in runs
+    }
+    if runs:
+        print(f"{saved}: resuming, {len(runs)} runs already done, {len(todo)} to go", flush=True)
     started = time.perf_counter()
+    context = multiprocessing.get_context("spawn")  # fork after torch's thread pools can deadlock
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+        futures = {pool.submit(run_one, args.work, args.input_size, fold, recipe): key for key, (fold, recipe) in todo.items()}
+        for future in tqdm(as_completed(futures), total=len(futures), desc="ablation runs", unit="run"):
+            key = futures[future]
+            runs[key] = future.result()
+            write_json(saved, runs)  # a killed benchmark keeps its finished runs
+            tqdm.write(f"{key}: score {runs[key]['score']:.3f}")
+            rows = summarise(names, runs, args.seeds, args.folds)
+            minutes = (time.perf_counter() - started) / 60
+            write_text(RESULTS, markdown(args, rows, runs, minutes, done=False))
+    rows = summarise(names, runs, args.seeds, args.folds)
+    write_text(RESULTS, markdown(args, rows, runs, (time.perf_counter() - started) / 60, done=True))
+    plot(rows, RESULTS.with_suffix(".png"))
 
-    def report(done: bool) -> str:
-        status = "Total" if done else "Partial results (still running):"
-        return "\n".join([
-            "# What each training trick is worth (demo data)",
-            "",
-            f"Backbone `{args.backbone}` from scratch (no pretrained weights offline), {args.input_size} px,",
-            f"{args.epochs} epochs, PK batches 16 x 4, Adam 2e-3 with 1 warm-up epoch and cosine decay;",
-            f"demo dataset (300 training identities x 4-8 images), fold {args.fold} of 5 held out",
-            f"({len(data.query_rows)} queries, {len(data.gallery_rows)} gallery images). Each row adds one trick",
-            "to the row above and trains from scratch with the same seed. Score = 0.5 * top-1 + 0.5 * mAP@10",
-            f"on the fold's held-out identities after the last epoch. Untrained network (step 0): score {untrained:.3f}.",
-            "One fold and one seed: differences of a few hundredths are within run-to-run noise.",
-            "",
-            "| recipe | top-1 | mAP@10 | score | vs row above | seconds |",
-            "|---|---|---|---|---|---|",
-            *lines,
-            "",
-            f"{status} {(time.perf_counter() - started) / 60:.1f} min. Machine: "
-            f"{describe_machine(torch=torch.__version__, torch_threads=str(torch.get_num_threads()))}.",
-            "",
-        ])
-
-    rows = ablation(args.backbone, args.epochs, args.input_size)
-    for number, (name, recipe) in enumerate(rows, start=1):
-        t0 = time.perf_counter()
-        with tempfile.TemporaryDirectory() as out:
-            summary = fit(recipe, data, out, model_name="ablation", fold=args.fold)
-            if untrained is None:
-                scores = Path(out) / "live" / "plots" / "metrics" / "val" / "score.tsv"
-                untrained = float(scores.read_text().splitlines()[1].split("\t")[1])  # step 0
-        score = summary["val/score"]
-        delta = "" if previous is None else f"{score - previous:+.3f}"
-        previous = score
-        lines.append(
-            f"| {name} | {summary['val/top1']:.3f} | {summary['val/map@10']:.3f} | {score:.3f} | {delta} "
-            f"| {time.perf_counter() - t0:.0f} |"
-        )
-        print(lines[-1], flush=True)
-        write_text(RESULTS, report(done=number == len(rows)))  # a killed run keeps its rows
 
 if __name__ == "__main__":
     main()
