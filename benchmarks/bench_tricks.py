@@ -167,7 +167,7 @@ def markdown(args: argparse.Namespace, rows: list[dict], runs: dict[str, dict[st
     ])
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], untrained: float, path: Path) -> None:
     """Mean score per recipe with each run as a dot: the spread is visible at a glance."""
     import matplotlib
 
@@ -179,6 +179,8 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.barh(y, [r["score"] for r in rows], color="#8fb3d9")
     for yi, row in zip(y, rows):
         ax.plot(row["scores"], np.full(len(row["scores"]), yi), "k.", markersize=6)
+    ax.axvline(untrained, color="#c0392b", linestyle="--", label=f"untrained ({untrained:.3f})")
+    ax.legend(loc="lower right")
     ax.set_yticks(y, [r["name"] for r in rows])
     ax.set_xlabel("fold validation score (bar: mean; dots: runs)")
     fig.tight_layout()
@@ -226,7 +228,7 @@ def main() -> None:
             write_text(RESULTS, markdown(args, rows, runs, minutes, done=False))
     rows = summarise(names, runs, args.seeds, args.folds)
     write_text(RESULTS, markdown(args, rows, runs, (time.perf_counter() - started) / 60, done=True))
-    plot(rows, RESULTS.with_suffix(".png"))
+    plot(rows, float(np.mean([r["untrained"] for r in runs.values()])), RESULTS.with_suffix(".png"))
 
 
 if __name__ == "__main__":
