@@ -164,9 +164,13 @@ def test_load_trained_model_gives_the_eval_model_and_meta(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["tiny", "effb0", "densenet121", "resnest14d"])
-def test_shipped_recipes_load(name):
+def test_shipped_recipes_build_and_embed(name):
     recipe = load_recipe(CONFIGS / f"{name}.yaml")
-    assert recipe.train.epochs >= 1
+    model = create_model(recipe.model, num_classes=3).eval()
+    size = recipe.train.input_size
+    with torch.no_grad():
+        embedding = model.embed(torch.rand(2, 3, size, size))
+    assert embedding.shape == (2, model.feature_dim) and torch.isfinite(embedding).all()
 
 
 def test_recipe_unknown_key_names_file_and_key(tmp_path):
