@@ -34,7 +34,7 @@ from pipeline.io_utils import atomic_path, write_csv, write_json, write_text
 from pipeline.losses import LossConfig
 from pipeline.models import ModelConfig
 from pipeline.train.data import FoldData, load_fold
-from pipeline.train.loop import fit
+from pipeline.train.loop import fingerprint, fit
 from pipeline.train.recipe import Recipe, TrainConfig
 from pipeline.train.schedule import OptimConfig
 
@@ -97,21 +97,33 @@ def run_one(work: Path, input_size: int, fold: int, recipe: Recipe) -> dict[str,
     }
 
 
-def run_key(name: str, seed: int, fold: int) -> str:
-    return f"{name} | seed {seed} | fold {fold}"
+Plan = dict[str, tuple[str, int, int, Recipe]]  # run key -> (row name, seed, fold, recipe)
 
 
-def summarise(names: list[str], runs: dict[str, dict[str, float]], seeds: list[int], folds: list[int]) -> list[dict]:
-    """Per row: mean and spread over the finished (seed, fold) runs."""
+def plan_runs(args: argparse.Namespace) -> Plan:
+    """Every (row, seed, fold) run. A key carries the fingerprint of the recipe and fold data
+    (as a training checkpoint does), so an edited ablation or demo never reuses a stale run."""
+    plan: Plan = {}
+    for fold in args.folds:
+        data = demo_fold(args.work, args.input_size, fold)
+        for seed in args.seeds:
+            for name, recipe in ablation(args.backbone, args.epochs, args.input_size, seed):
+                key = f"{name} | seed {seed} | fold {fold} | {fingerprint(recipe, data, world_size=1)[:12]}"
+                plan[key] = (name, seed, fold, recipe)
+    return plan
+
+
+def summarise(plan: Plan, runs: dict[str, dict[str, float]]) -> list[dict]:
+    """Per row, in ablation order: mean and spread over its finished runs."""
     rows = []
-    for name in names:
-        pairs = [(s, f) for s in seeds for f in folds if run_key(name, s, f) in runs]
-        if not pairs:
+    for name in dict.fromkeys(name for name, _, _, _ in plan.values()):
+        keys = [k for k, (row, _, _, _) in plan.items() if row == name and k in runs]
+        if not keys:
             continue
-        done = [runs[run_key(name, s, f)] for s, f in pairs]
+        done = [runs[k] for k in keys]
         score = np.array([r["score"] for r in done])
         rows.append({
-            "name": name, "scores": score, "by_run": dict(zip(pairs, score)),
+            "name": name, "scores": score, "by_run": {plan[k][1:3]: r["score"] for k, r in zip(keys, done)},
             "top1": float(np.mean([r["top1"] for r in done])), "map10": float(np.mean([r["map10"] for r in done])),
             "score": float(score.mean()), "std": float(score.std(ddof=1)) if len(done) > 1 else float("nan"),
             "seconds": float(np.mean([r["seconds"] for r in done])),
@@ -129,16 +141,17 @@ def paired_delta(before: dict, after: dict) -> str:
     return f"{changes.mean():+.3f}{spread}"
 
 
-def markdown(args: argparse.Namespace, rows: list[dict], runs: dict[str, dict[str, float]], minutes: float, done: bool) -> str:
-    planned = len(args.seeds) * len(args.folds) * len(ablation(args.backbone, 1, 1))
+def markdown(args: argparse.Namespace, rows: list[dict], runs: dict[str, dict[str, float]], planned: int, minutes: float, done: bool) -> str:
+    """The results page; ``runs`` holds only this selection's finished runs."""
     any_run = next(iter(runs.values()))
     untrained = np.mean([r["untrained"] for r in runs.values()])
     lines = []
     for i, row in enumerate(rows):
         delta = "" if i == 0 else paired_delta(rows[i - 1], row)
         each = " ".join(f"{v:.3f}" for v in row["scores"])
+        spread = "" if np.isnan(row["std"]) else f" ± {row['std']:.3f}"
         lines.append(
-            f"| {row['name']} | {row['top1']:.3f} | {row['map10']:.3f} | **{row['score']:.3f}** ± {row['std']:.3f} "
+            f"| {row['name']} | {row['top1']:.3f} | {row['map10']:.3f} | **{row['score']:.3f}**{spread} "
             f"| {delta} | {each} | {row['seconds']:.0f} |"
         )
     status = "Total" if done else "Partial results (still running):"
@@ -155,7 +168,7 @@ def markdown(args: argparse.Namespace, rows: list[dict], runs: dict[str, dict[st
         "Each row shares seeds with the row above, so \"vs row above\" is a paired change; one smaller",
         "than its spread is not a finding.",
         "",
-        "![score per recipe](bench_tricks.png)",
+        f"![score per recipe]({args.out.with_suffix('.png').name})",
         "",
         "| recipe | top-1 | mAP@10 | score ± sd | vs row above (paired) | each run | seconds/run |",
         "|---|---|---|---|---|---|---|",
@@ -198,37 +211,41 @@ def main() -> None:
     parser.add_argument("--folds", type=int, nargs="+", default=[0])
     parser.add_argument("--jobs", type=int, default=2, help="parallel training processes, one thread each")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "bench_demo")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results page; the plot goes beside it (.png)")
     args = parser.parse_args()
+    args.seeds, args.folds = list(dict.fromkeys(args.seeds)), list(dict.fromkeys(args.folds))
     logging.basicConfig(level=logging.WARNING)
-    for fold in args.folds:  # build the shared data once, before the workers race for it
-        demo_fold(args.work, args.input_size, fold)
-    saved = args.work / f"tricks_{args.backbone}_{args.epochs}ep_{args.input_size}px.json"
+    plan = plan_runs(args)  # builds the shared data before the workers start
+    saved = args.work / f"tricks_{args.backbone}.json"
     runs: dict[str, dict[str, float]] = json.loads(saved.read_text()) if saved.exists() else {}
-    names = [name for name, _ in ablation(args.backbone, args.epochs, args.input_size)]
-    todo = {
-        run_key(name, seed, fold): (fold, recipe)
-        for seed in args.seeds
-        for fold in args.folds
-        for name, recipe in ablation(args.backbone, args.epochs, args.input_size, seed)
-        if run_key(name, seed, fold) not in runs
-    }
-    if runs:
-        print(f"{saved}: resuming, {len(runs)} runs already done, {len(todo)} to go", flush=True)
+    todo = [key for key in plan if key not in runs]
+    if len(todo) < len(plan):
+        print(f"{saved}: resuming, {len(plan) - len(todo)} runs already done, {len(todo)} to go", flush=True)
     started = time.perf_counter()
+
+    def report(done: bool) -> None:
+        selected = {key: runs[key] for key in plan if key in runs}
+        if not selected:
+            return
+        rows = summarise(plan, selected)
+        minutes = (time.perf_counter() - started) / 60
+        write_text(args.out, markdown(args, rows, selected, len(plan), minutes, done))
+        plot(rows, float(np.mean([r["untrained"] for r in selected.values()])), args.out.with_suffix(".png"))
+
     context = multiprocessing.get_context("spawn")  # fork after torch's thread pools can deadlock
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
-        futures = {pool.submit(run_one, args.work, args.input_size, fold, recipe): key for key, (fold, recipe) in todo.items()}
-        for future in tqdm(as_completed(futures), total=len(futures), desc="ablation runs", unit="run"):
-            key = futures[future]
-            runs[key] = future.result()
-            write_json(saved, runs)  # a killed benchmark keeps its finished runs
-            tqdm.write(f"{key}: score {runs[key]['score']:.3f}")
-            rows = summarise(names, runs, args.seeds, args.folds)
-            minutes = (time.perf_counter() - started) / 60
-            write_text(RESULTS, markdown(args, rows, runs, minutes, done=False))
-    rows = summarise(names, runs, args.seeds, args.folds)
-    write_text(RESULTS, markdown(args, rows, runs, (time.perf_counter() - started) / 60, done=True))
-    plot(rows, float(np.mean([r["untrained"] for r in runs.values()])), RESULTS.with_suffix(".png"))
+        futures = {pool.submit(run_one, args.work, args.input_size, *plan[key][2:]): key for key in todo}
+        try:
+            for future in tqdm(as_completed(futures), total=len(futures), desc="ablation runs", unit="run"):
+                key = futures[future]
+                runs[key] = future.result()
+                write_json(saved, runs)  # a killed or failed benchmark keeps its finished runs
+                tqdm.write(f"{key}: score {runs[key]['score']:.3f}")
+                report(done=False)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)  # do not train the queued runs for nothing
+            raise
+    report(done=True)
 
 
 if __name__ == "__main__":

@@ -143,15 +143,19 @@ def _skip_block_io(backbone: torch.nn.Module, images: torch.Tensor) -> list[tupl
     return seen
 
 
-def test_zero_init_residual_makes_every_skip_block_of_efficientnet_the_identity():
-    images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    plain = create_model(ModelConfig("efficientnet_b0"), num_classes=3)
-    assert any(not torch.equal(x, y) for x, y in _skip_block_io(plain.backbone, images))
-    model = create_model(ModelConfig("efficientnet_b0", zero_init_residual=True), num_classes=3)
-    pairs = _skip_block_io(model.backbone, images)
+@pytest.mark.parametrize(
+    ("backbone", "skip_blocks"),
     # B0's 16 blocks: the first block of each of its 7 stages changes shape, so 9 have a skip
-    assert len(pairs) == 9
-    assert all(torch.equal(x, y) for x, y in pairs)
+    [("efficientnet_b0", 9), ("efficientnet_blur_b0", 9), ("tf_efficientnetv2_b0", None), ("mobilenetv3_large_100", None)],
+)
+def test_zero_init_residual_makes_every_skip_block_the_identity(backbone, skip_blocks):
+    images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    plain = create_model(ModelConfig(backbone), num_classes=3)
+    assert any(not torch.equal(x, y) for x, y in _skip_block_io(plain.backbone, images))
+    model = create_model(ModelConfig(backbone, zero_init_residual=True), num_classes=3)
+    pairs = _skip_block_io(model.backbone, images)
+    assert pairs and all(torch.equal(x, y) for x, y in pairs)
+    assert skip_blocks is None or len(pairs) == skip_blocks
 
 
 def test_zero_init_residual_uses_timm_hooks_and_rejects_what_it_cannot_do():
@@ -161,6 +165,8 @@ def test_zero_init_residual_uses_timm_hooks_and_rejects_what_it_cannot_do():
     last_norms = [b.bn3 if hasattr(b, "bn3") else b.bn2 for b in blocks]  # test_resnet mixes both block types
     assert blocks and all(not norm.weight.any() for norm in last_norms)
     with pytest.raises(ConfigError, match="no residual block"):
-        create_model(ModelConfig("vgg11", zero_init_residual=True), num_classes=3)
+        create_model(ModelConfig(BACKBONE, zero_init_residual=True), num_classes=3)  # no skip blocks
+    with pytest.raises(ConfigError, match="cannot tell where the residual branch of timm's UniversalInvertedResidual"):
+        create_model(ModelConfig("mobilenetv4_conv_small", zero_init_residual=True), num_classes=3)
     with pytest.raises(ValueError, match="erase pretrained weights"):
         ModelConfig(BACKBONE, zero_init_residual=True, pretrained_file="w.pth").validate()

@@ -70,13 +70,11 @@ def create_model(config: ModelConfig, num_classes: int) -> ReIDModel:
     if num_classes < 0:
         raise ValueError(f"num_classes must be >= 0, got {num_classes}")
     backbone = create_backbone(config.backbone, config.pretrained, config.pretrained_file, config.drop_path_rate)
-    if config.zero_init_residual:
-        zeroed = zero_init_residual_branches(backbone)
-        if not zeroed:
-            raise ConfigError(
-                f"zero_init_residual: {config.backbone!r} has no residual block to zero-initialise "
-                "(timm blocks with zero_init_last() or has_skip)"
-            )
+    if config.zero_init_residual and not zero_init_residual_branches(backbone):
+        raise ConfigError(
+            f"zero_init_residual: {config.backbone!r} has no residual block this option handles "
+            "(timm blocks with zero_init_last(), e.g. ResNet/RegNet, or EfficientNet/MobileNet skip blocks)"
+        )
     width = backbone.num_features
     if config.embedding_dim:
         reduction: nn.Module = nn.Linear(width, config.embedding_dim)
