@@ -154,7 +154,7 @@ def markdown(args: argparse.Namespace, rows: list[dict], runs: dict[str, dict[st
             f"| {row['name']} | {row['top1']:.3f} | {row['map10']:.3f} | **{row['score']:.3f}**{spread} "
             f"| {delta} | {each} | {row['seconds']:.0f} |"
         )
-    status = "Total" if done else "Partial results (still running):"
+    status = "Done:" if done else "Partial results (still running):"
     return "\n".join([
         "# What each training trick is worth (demo data)",
         "",
@@ -174,8 +174,9 @@ def markdown(args: argparse.Namespace, rows: list[dict], runs: dict[str, dict[st
         "|---|---|---|---|---|---|---|",
         *lines,
         "",
-        f"{status} {minutes:.1f} min for {len(runs)} of {planned} runs "
-        f"({args.jobs} parallel single-threaded jobs). Machine: {describe_machine(torch=torch.__version__)}.",
+        f"{status} {len(runs)} of {planned} runs, {sum(r['seconds'] for r in runs.values()) / 60:.0f} "
+        f"process-minutes of training ({args.jobs} parallel single-threaded jobs; this invocation "
+        f"{minutes:.1f} min, finished runs are reused). Machine: {describe_machine(torch=torch.__version__)}.",
         "",
     ])
 
