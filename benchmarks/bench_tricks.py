@@ -35,6 +35,8 @@ from pipeline.losses import LossConfig
 from pipeline.models import ModelConfig
 from pipeline.train.data import FoldData, load_fold
 from pipeline.train.loop import fingerprint, fit
+from pipeline.train.trained import load_trained_model
+from pipeline.train.validate import validation_scores
 from pipeline.train.recipe import Recipe, TrainConfig
 from pipeline.train.schedule import OptimConfig
 
@@ -81,19 +83,35 @@ def ablation(backbone: str, epochs: int, input_size: int, seed: int = 0) -> list
     return rows
 
 
+def training_image_score(checkpoint: Path, data: FoldData) -> float:
+    """The score of retrieval among the training images themselves (one query per identity):
+    far above the held-out score means the network memorised its images instead of learning."""
+    model, meta = load_trained_model(checkpoint)
+    rows = data.train_rows
+    _, first = np.unique(data.labels[rows], return_index=True)
+    query, gallery = rows[first], np.setdiff1d(rows, rows[first])
+    return validation_scores(
+        model, data.images, data.labels, query, gallery, size=meta["input_size"],
+        mean=tuple(meta["mean"]), std=tuple(meta["std"]), device=torch.device("cpu"),
+    )["score"]
+
+
 def run_one(work: Path, input_size: int, fold: int, recipe: Recipe) -> dict[str, float]:
-    """Train one ablation row on one fold; its last-epoch and untrained (step 0) scores."""
+    """Train one recipe on one fold: held-out scores untrained (step 0), best and last epoch,
+    and the last model's score among its own training images."""
     torch.set_num_threads(1)  # one thread per process: 2 threads on 2 shared cores ran ~10x slower
     data = demo_fold(work, input_size, fold)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         summary = fit(recipe, data, out, model_name="ablation", fold=fold)
+        seconds = time.perf_counter() - started
         scores = Path(out) / "live" / "plots" / "metrics" / "val" / "score.tsv"
         untrained = float(scores.read_text().splitlines()[1].split("\t")[1])  # step 0
+        training_images = training_image_score(Path(out) / "checkpoints" / "last.pt", data)
     return {
         "top1": summary["val/top1"], "map10": summary["val/map@10"], "score": summary["val/score"],
-        "untrained": untrained, "seconds": time.perf_counter() - started,
-        "queries": len(data.query_rows), "gallery": len(data.gallery_rows),
+        "best": summary["best/score"], "untrained": untrained, "training_images": training_images,
+        "seconds": seconds, "queries": len(data.query_rows), "gallery": len(data.gallery_rows),
     }
 
 
