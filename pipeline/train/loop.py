@@ -31,13 +31,12 @@ from dvclive import Live
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from pipeline.compat import import_timm
 from pipeline.data.samplers import PKBatchSampler
 from pipeline.data.torch_data import AugmentedImages, normalize_batch
 from pipeline.data.transforms import SeededAugment, build_train_transforms
 from pipeline.errors import DataError
 from pipeline.losses import ReIDCriterion
-from pipeline.models import ReIDModel, create_model, unfreeze
+from pipeline.models import create_model, input_normalisation, unfreeze
 from pipeline.train import distributed as ddp
 from pipeline.train.amp import autocast, make_scaler, resolve_amp
 from pipeline.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -58,12 +57,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def backbone_mean_std(model: ReIDModel) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Normalisation of the backbone's pretrained weights, from timm's pretrained_cfg."""
-    config = import_timm().data.resolve_model_data_config(model.backbone)
-    return tuple(float(v) for v in config["mean"]), tuple(float(v) for v in config["std"])
 
 
 def fingerprint(recipe: Recipe, data: FoldData, world_size: int) -> str:
@@ -96,7 +89,7 @@ class Trainer:
         self.metric_ok = torch.as_tensor(counts >= 2, device=self.device)
         seed_everything(cfg.seed)
         self.model = create_model(recipe.model, self.num_classes).to(self.device)
-        self.mean, self.std = backbone_mean_std(self.model)
+        self.mean, self.std = input_normalisation(self.model)
         self.criterion = ReIDCriterion(recipe.loss, self.num_classes, self.model.feature_dim).to(self.device)
         self.optimizer = build_optimizer(self.model.parameter_groups(), recipe.optim)
         self.center_params = list(self.criterion.center_parameters())
