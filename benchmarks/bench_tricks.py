@@ -92,7 +92,7 @@ def training_image_score(checkpoint: Path, data: FoldData) -> float:
     query, gallery = rows[first], np.setdiff1d(rows, rows[first])
     return validation_scores(
         model, data.images, data.labels, query, gallery, size=meta["input_size"],
-        mean=tuple(meta["mean"]), std=tuple(meta["std"]), device=torch.device("cpu"),
+        mean=tuple(meta["mean"]), std=tuple(meta["std"]),
     )["score"]
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pipeline.data.transforms import SeededAugment, resize_transform
+from pipeline.data.transforms import SeededAugment
 
 
 def normalize_batch(
@@ -49,14 +49,3 @@ class AugmentedImages(Dataset):
         image = self.augment(np.asarray(self.images[self.rows[position]]), seed)
         return torch.from_numpy(np.array(image)), int(self.class_ids[position])  # a writable copy
 
-
-def iterate_images(
-    images: np.ndarray, indices: np.ndarray, size: int, batch_size: int
-) -> Iterator[torch.Tensor]:
-    """uint8 (B, size, size, 3) batches of ``images[indices]``, resized, in order."""
-    resize = resize_transform(size)
-    for start in range(0, len(indices), batch_size):
-        rows = np.asarray(images[indices[start : start + batch_size]])
-        if rows.shape[1] != size:
-            rows = np.stack([resize(image=r)["image"] for r in rows])
-        yield torch.from_numpy(np.ascontiguousarray(rows))

@@ -217,8 +217,8 @@ class Trainer:
             return {}
         scores = validation_scores(
             self.model, d.images, d.labels, d.query_rows, d.gallery_rows,
-            size=self.recipe.train.input_size, mean=self.mean, std=self.std, device=self.device,
-            amp=self.amp, batch_size=self.recipe.train.eval_batch_size,
+            size=self.recipe.train.input_size, mean=self.mean, std=self.std,
+            batch_size=self.recipe.train.eval_batch_size,
         )
         return {f"val/{name}": value for name, value in scores.items()}
 

@@ -1,42 +1,42 @@
-"""Validation on a fold's held-out identities: top-1, mAP@10 and their mean (the score)."""
+"""Validation on a fold's held-out identities: top-1, mAP@10 and their mean (the score).
+
+Embeddings come from the extraction path itself (``pipeline.infer.tta.extract_features``
+with a single plain view), so the epoch that validation picks as best is judged on the same
+pixels (same resize, same normalisation) as the submission's features.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from pipeline.data.torch_data import iterate_images, normalize_batch
 from pipeline.evaluate.metrics import competition_scores
-from pipeline.train.amp import AmpMode, autocast
+from pipeline.infer.tta import TTAConfig, extract_features
 
 
-@torch.no_grad()
 def embed_rows(
     model: nn.Module,
     images: np.ndarray,
     rows: np.ndarray,
     *,
     size: int,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    device: torch.device,
-    amp: AmpMode = "none",
+    mean: Sequence[float],
+    std: Sequence[float],
     batch_size: int = 128,
 ) -> torch.Tensor:
-    """L2-normalised float32 embeddings of ``images[rows]`` (model switched to eval, then back)."""
+    """L2-normalised float32 embeddings of ``images[rows]``, one plain view each (train mode restored)."""
     was_training = model.training
-    model.eval()
     try:
-        chunks = []
-        for batch in iterate_images(images, rows, size, batch_size):
-            x = normalize_batch(batch.to(device), mean, std)
-            with autocast(amp, device):
-                chunks.append(model.embed(x).float())
-        return F.normalize(torch.cat(chunks), dim=1)
+        features = extract_features(
+            model, np.asarray(images[rows]), input_size=size, mean=mean, std=std,
+            cfg=TTAConfig(flip=False, batch_size=batch_size), description="validate",
+        )
     finally:
         model.train(was_training)
+    return torch.from_numpy(features)
 
 
 def rank_by_cosine(query: torch.Tensor, gallery: torch.Tensor, k: int) -> np.ndarray:
