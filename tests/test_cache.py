@@ -69,7 +69,7 @@ def test_open_split_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"nowhere/train\.npy: file not found"):
         open_split(tmp_path / "nowhere", "train")
     np.save(tmp_path / "cache" / "query.npy", np.zeros((1, 8, 8), np.uint8))
-    with pytest.raises(DataError, match=r"query\.npy: expected uint8 \(N, size, size, 3\)"):
+    with pytest.raises(DataError, match=r"query\.npy: expected uint8 \(N, H, W, 3\)"):
         open_split(tmp_path / "cache", "query")
     np.save(tmp_path / "cache" / "gallery.npy", np.zeros((5, 8, 8, 3), np.uint8))
     with pytest.raises(DataError, match=r"gallery\.csv: 2 rows but gallery\.npy holds 5 images"):

@@ -66,3 +66,24 @@ def test_rejects_non_rgb_arrays() -> None:
         rescale_pad(np.zeros((8, 8), np.uint8), 4)
     with pytest.raises(ValueError, match="RGB uint8"):
         rescale_pad(np.zeros((8, 8, 3), np.float32), 4)
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "size", "expected"),
+    [
+        (300, 100, (256, 128), (256, 85, 0, 21)),  # tall person: height fills, 100 * 256/300 = 85.3 -> 85
+        (200, 100, (256, 128), (256, 128, 0, 0)),  # exactly 2:1: no padding
+        (100, 100, (256, 128), (128, 128, 64, 0)),  # square photo in a tall box: width fills
+        (50, 200, (256, 128), (32, 128, 112, 0)),  # landscape: 50 * 128/200 = 32
+        (3, 2, (8, 8), (8, 5, 0, 1)),  # a [h, w] square box equals the int side
+    ],
+)
+def test_rescale_pad_box_height_width(h, w, size, expected) -> None:
+    assert rescale_pad_box(h, w, size) == expected
+
+
+def test_rescale_pad_into_a_tall_box() -> None:
+    image = np.full((30, 30, 3), 200, np.uint8)
+    out = rescale_pad(image, (16, 8), fill=(0, 0, 0))
+    assert out.shape == (16, 8, 3)
+    assert (out[4:12] == 200).all() and (out[:4] == 0).all() and (out[12:] == 0).all()

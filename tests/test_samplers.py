@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
 import numpy as np
@@ -93,3 +94,14 @@ def test_ranks_take_disjoint_shares_of_the_global_batches():
 def test_too_few_identities_is_a_data_error():
     with pytest.raises(DataError, match="at least p=20 identities"):
         PKBatchSampler(LABELS, 20, K)
+
+
+def test_identities_with_fewer_than_k_images_are_warned_about_once(caplog):
+    labels = [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 3, 3]  # identities 1 and 2 have 2 < k=4 images
+    with caplog.at_level(logging.WARNING, logger="pipeline.data.samplers"):
+        PKBatchSampler(labels, p=2, k=4)
+    assert caplog.text.count("2 of 4 identities have fewer than k=4 images") == 1
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pipeline.data.samplers"):
+        PKBatchSampler(labels, p=2, k=2)
+    assert caplog.text == ""

@@ -22,6 +22,7 @@ from pipeline.train.data import FoldData
 from pipeline.train.loop import fit, seed_everything
 from pipeline.train.recipe import Recipe, TrainConfig
 from pipeline.train.schedule import OptimConfig
+from pipeline.data.rescale_pad import height_width
 from pipeline.data.transforms import AugmentConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -163,14 +164,27 @@ def test_load_trained_model_gives_the_eval_model_and_meta(tmp_path):
     assert_same(model.state_dict(), saved)
 
 
-@pytest.mark.parametrize("name", ["tiny", "effb0", "densenet121", "resnest14d"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("*.yaml") if not p.name.endswith(".params.yaml")))
 def test_shipped_recipes_build_and_embed(name):
     recipe = load_recipe(CONFIGS / f"{name}.yaml")
     model = create_model(recipe.model, num_classes=3).eval()
-    size = recipe.train.input_size
     with torch.no_grad():
-        embedding = model.embed(torch.rand(2, 3, size, size))
+        embedding = model.embed(torch.rand(2, 3, *height_width(recipe.train.input_size)))
     assert embedding.shape == (2, model.feature_dim) and torch.isfinite(embedding).all()
+
+
+def test_non_square_input_trains_validates_and_records_its_shape(tmp_path):
+    summary = run(tiny_recipe(epochs=1, input_size=(16, 8)), tmp_path)
+    assert math.isfinite(summary["train/loss"]) and "val/score" in summary
+    _, meta = load_trained_model(tmp_path / "checkpoints" / "best.pt")
+    assert height_width(meta["input_size"]) == (16, 8)
+
+
+def test_quarter_turns_with_a_non_square_input_are_refused(tmp_path):
+    bad = tmp_path / "tall.yaml"
+    bad.write_text("model: {backbone: resnet18}\ntrain: {epochs: 1, input_size: [32, 16]}\naugment: {rotate90_p: 0.3}\n")
+    with pytest.raises(ConfigError, match=r"tall.yaml: Recipe: augment.rotate90_p must be 0 with a non-square train.input_size 32x16"):
+        load_recipe(bad)
 
 
 def test_recipe_unknown_key_names_file_and_key(tmp_path):

@@ -86,3 +86,20 @@ def test_average_fold_features_hand_case():
 def test_bad_tta_config(data, message):
     with pytest.raises(ConfigError, match=message):
         from_mapping(TTAConfig, data, "params.yaml", "extract")
+
+
+def test_non_square_input_scales_each_side_and_refuses_quarter_turns():
+    model = PixelProbe()
+    batch = torch.randn(2, 3, 16, 8)
+    cfg = TTAConfig(scales=(1.5,), rotations=(0, 180), flip=True)
+    tall = F.interpolate(batch, size=(24, 12), mode="bilinear", align_corners=False, antialias=True)
+    views = [tall, torch.rot90(tall, 2, (2, 3))]
+    views += [torch.flip(v, (3,)) for v in views]
+    expected = F.normalize(sum(model.embed(v) for v in views), dim=1)
+    torch.testing.assert_close(embed_with_tta(model, batch, (16, 8), cfg), expected, atol=1e-5, rtol=1e-5)
+
+    images = np.zeros((2, 16, 8, 3), np.uint8)
+    common = dict(input_size=[16, 8], mean=(0.5,) * 3, std=(0.5,) * 3)
+    assert extract_features(model, images, cfg=cfg, **common).shape == (2, 48)
+    with pytest.raises(ConfigError, match=r"extract\.rotations \[0, 90\]: quarter turns need a square input.*16x8"):
+        extract_features(model, images, cfg=TTAConfig(rotations=(0, 90)), **common)

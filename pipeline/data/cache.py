@@ -1,6 +1,6 @@
 """The preprocess cache: every split decoded and rescale-padded once, read back as a memmap.
 
-    <out>/{split}.npy   uint8 (N, size, size, 3), RGB, row i = row i of {split}.csv
+    <out>/{split}.npy   uint8 (N, H, W, 3), RGB, row i = row i of {split}.csv
     <out>/{split}.csv   the split's table from the dataset, same row order
 
 Training and extraction open the ``.npy`` with ``mmap_mode="r"``: a batch read touches only
@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from pipeline.data.images import read_image
 from pipeline.data.layout import SPLITS, load_dataset, read_split, write_split
-from pipeline.data.rescale_pad import rescale_pad
+from pipeline.data.rescale_pad import ImageSize, height_width, rescale_pad
 from pipeline.errors import DataError
 from pipeline.io_utils import atomic_dir
 
@@ -32,14 +32,14 @@ class PreprocessConfig:
     """params.yaml section ``preprocess``."""
 
     out: str = "outputs/cache"
-    size: int = 128
+    size: int | tuple[int, int] = 128  # a square side, or [height, width]
     fill: tuple[int, int, int] = (0, 0, 0)
 
     def validate(self) -> None:
         if not self.out:
             raise ValueError("out must be a non-empty path")
-        if self.size < 8:
-            raise ValueError(f"size must be at least 8 pixels, got {self.size}")
+        if min(height_width(self.size)) < 8:
+            raise ValueError(f"size must be at least 8 pixels on each side, got {self.size}")
         if len(self.fill) != 3 or any(not 0 <= v <= 255 for v in self.fill):
             raise ValueError(f"fill must be three values in 0..255, got {list(self.fill)}")
 
@@ -53,7 +53,7 @@ def default_workers() -> int:
 def build_cache(
     dataset_root: Path,
     out_dir: Path,
-    size: int,
+    size: ImageSize,
     fill: tuple[int, int, int] = (0, 0, 0),
     *,
     workers: int | None = None,
@@ -73,7 +73,7 @@ def build_cache(
                 table = dataset.split(split)
                 # open_memmap writes straight to disk: the cache never has to fit in memory.
                 images = np.lib.format.open_memmap(
-                    tmp / f"{split}.npy", mode="w+", dtype=np.uint8, shape=(len(table), size, size, 3)
+                    tmp / f"{split}.npy", mode="w+", dtype=np.uint8, shape=(len(table), *height_width(size), 3)
                 )
                 decoded = pool.map(load, table["image"])
                 for row, array in enumerate(tqdm(decoded, total=len(table), desc=f"preprocess {split}", unit="img")):
@@ -104,8 +104,8 @@ def open_split(cache_dir: Path, split: str) -> CachedSplit:
         raise DataError(f"{npy}: file not found (run the preprocess stage)") from error
     except ValueError as error:
         raise DataError(f"{npy}: not a valid .npy file ({error})") from error
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3 or images.shape[1] != images.shape[2]:
-        raise DataError(f"{npy}: expected uint8 (N, size, size, 3), got {images.dtype} {images.shape}")
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
+        raise DataError(f"{npy}: expected uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
     table = read_split(cache_dir, split, check_files=False)  # paths are relative to the dataset, not the cache
     if len(table) != len(images):
         raise DataError(f"{cache_dir / f'{split}.csv'}: {len(table)} rows but {npy.name} holds {len(images)} images")

@@ -12,10 +12,14 @@ generator, so augmentation does not depend on the number of loader workers eithe
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
+
 import numpy as np
 
 from pipeline.errors import DataError
+
+log = logging.getLogger(__name__)
 
 Batch = list[tuple[int, int]]  # (dataset index, augmentation seed) per sample
 
@@ -57,6 +61,13 @@ class PKBatchSampler:
         order = np.argsort(inverse, kind="stable")
         bounds = np.cumsum(np.bincount(inverse))[:-1]
         self._members = np.split(order, bounds)  # dataset indices of each identity
+        short = sum(len(m) < k for m in self._members)
+        if short:
+            log.warning(
+                "PK sampling: %d of %d identities have fewer than k=%d images, so their images repeat "
+                "within a batch (a repeat adds no new positive pair); a k of about the typical images per "
+                "identity (2 for person sets) avoids this", short, len(self._members), k,
+            )
         self._cached: tuple[int, int, list[Batch]] | None = None
         if len(self.global_batches(0)) < world_size:
             raise DataError(f"one epoch has fewer batches than the {world_size} ranks")

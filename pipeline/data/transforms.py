@@ -16,6 +16,8 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from pipeline.data.rescale_pad import ImageSize, height_width
+
 IMAGENET_MEAN_PIXEL = (124.0, 116.0, 104.0)  # erased areas become ~0 after normalisation
 
 
@@ -116,12 +118,13 @@ class RandomPatch(A.ImageOnlyTransform):
         return ("area", "pool_size")
 
 
-def resize_transform(size: int) -> A.BasicTransform:
-    """Cache images are square already (rescale-pad); only the side may differ."""
-    return A.Resize(height=size, width=size, interpolation=cv2.INTER_AREA, p=1.0)
+def resize_transform(size: ImageSize) -> A.BasicTransform:
+    """Cache images have the box shape already (rescale-pad); only the scale may differ."""
+    height, width = height_width(size)
+    return A.Resize(height=height, width=width, interpolation=cv2.INTER_AREA, p=1.0)
 
 
-def build_train_transforms(config: AugmentConfig, input_size: int) -> list[A.BasicTransform]:
+def build_train_transforms(config: AugmentConfig, input_size: ImageSize) -> list[A.BasicTransform]:
     """The enabled transforms in order: geometry, colour, then occlusion."""
     c = config
     steps: list[tuple[float, Any]] = [

@@ -16,7 +16,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from pipeline.data.rescale_pad import ImageSize, height_width
 from pipeline.data.torch_data import normalize_batch
+from pipeline.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -43,16 +45,19 @@ class TTAConfig:
         return len(self.scales) * len(self.rotations) * (2 if self.flip else 1)
 
 
-def scale_batch(batch: torch.Tensor, input_size: int, scale: float) -> torch.Tensor:
-    """Resize a (B, 3, H, W) batch to ``round(input_size * scale)`` on each side."""
-    side = max(1, round(input_size * scale))
-    if batch.shape[-2:] == (side, side):
+def scale_batch(batch: torch.Tensor, input_size: ImageSize, scale: float) -> torch.Tensor:
+    """Resize a (B, 3, H, W) batch to ``round(side * scale)`` for each side of ``input_size``."""
+    shape = tuple(max(1, round(side * scale)) for side in height_width(input_size))
+    if tuple(batch.shape[-2:]) == shape:
         return batch
-    return F.interpolate(batch, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
+    return F.interpolate(batch, size=shape, mode="bilinear", align_corners=False, antialias=True)
 
 
 def stack_views(batch: torch.Tensor, rotations: Sequence[int], flip: bool) -> torch.Tensor:
-    """All rotations (and their mirror images) of a square batch, stacked view-major: (V*B, 3, H, W)."""
+    """All rotations (and their mirror images) of a batch, stacked view-major: (V*B, 3, H, W).
+
+    Quarter turns of a non-square batch would change its shape: ``extract_features`` refuses them.
+    """
     views = [torch.rot90(batch, k=(r // 90) % 4, dims=(2, 3)) for r in rotations]
     if flip:
         views += [torch.flip(v, dims=(3,)) for v in views]
@@ -60,7 +65,7 @@ def stack_views(batch: torch.Tensor, rotations: Sequence[int], flip: bool) -> to
 
 
 @torch.inference_mode()
-def embed_with_tta(model: torch.nn.Module, batch: torch.Tensor, input_size: int, cfg: TTAConfig) -> torch.Tensor:
+def embed_with_tta(model: torch.nn.Module, batch: torch.Tensor, input_size: ImageSize, cfg: TTAConfig) -> torch.Tensor:
     """Sum of the embeddings of every view of ``batch`` (normalised (B, 3, H, W)), L2-normalised."""
     total: torch.Tensor | None = None
     size = batch.shape[0]
@@ -77,13 +82,19 @@ def extract_features(
     model: torch.nn.Module,
     images: np.ndarray,
     *,
-    input_size: int,
+    input_size: ImageSize | list[int],
     mean: Sequence[float],
     std: Sequence[float],
     cfg: TTAConfig,
     description: str = "extract",
 ) -> np.ndarray:
-    """Features (N, D) float32, L2-normalised, for uint8 images (N, S, S, 3) such as the cache."""
+    """Features (N, D) float32, L2-normalised, for uint8 images (N, H, W, 3) such as the cache."""
+    input_size = height_width(input_size)
+    if input_size[0] != input_size[1] and any(r % 180 for r in cfg.rotations):
+        raise ConfigError(
+            f"extract.rotations {list(cfg.rotations)}: quarter turns need a square input, "
+            f"the model takes {input_size[0]}x{input_size[1]} (use 0 and 180 only)"
+        )
     device = next(model.parameters()).device
     model.eval()
     chunks = []
