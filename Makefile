@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	@git rev-parse --verify HEAD >/dev/null 2>&1 || { echo "dvc and dvclive need a git repository with at least one commit"; exit 1; }
 	$(BIN)/dvc repro
-	$(BIN)/dvc metrics show
+	$(BIN)/python -m pipeline.evaluate.summary
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -27,7 +27,7 @@ test: setup
 grocery: setup
 	$(BIN)/python -m pipeline.params_override configs/grocery.params.yaml
 	$(BIN)/dvc repro
-	$(BIN)/dvc metrics show
+	$(BIN)/python -m pipeline.evaluate.summary
 
 bench: setup
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
