@@ -197,7 +197,8 @@ def test_rerank_options_are_raw_the_configured_setting_then_the_other_grid_setti
         "reranked_k1-3_k2-1_lambda-0.5",
     ]
     assert options[0].settings() is None and options[3].settings() == {"k1": 2, "k2": 1, "lambda_value": 0.5}
-    assert [o.name for o in rerank_options(replace(grid, enabled=False))] == ["raw", "reranked"]
+    disabled = rerank_options(replace(grid, enabled=False))
+    assert [o.name for o in disabled] == ["raw", "reranked"] and disabled[1].settings() is None
 
 
 def clustered(n: int, seed: int) -> np.ndarray:

@@ -55,7 +55,8 @@ class RerankStageConfig(RerankConfig):
 
 @dataclass(frozen=True)
 class RerankOption:
-    """One way to rank a model's lists: plain cosine (``k1`` None) or one re-ranking setting."""
+    """One way to rank a model's lists: plain cosine ('raw'), or DBA / QE and, with re-ranking
+    on, one k1 / k2 / lambda setting (None where re-ranking is off)."""
 
     name: str
     k1: int | None = None
@@ -63,7 +64,7 @@ class RerankOption:
     lambda_value: float | None = None
 
     def settings(self) -> dict[str, float | int] | None:
-        """The re-ranking knobs, for the records; None for the plain lists."""
+        """The re-ranking knobs, for the records; None where nothing is re-ranked."""
         if self.k1 is None:
             return None
         return {"k1": self.k1, "k2": self.k2, "lambda_value": self.lambda_value}
@@ -78,11 +79,11 @@ def rerank_options(cfg: RerankStageConfig) -> list[RerankOption]:
     """'raw', 'reranked' (the configured setting), then each other grid setting, in grid order.
 
     With re-ranking off ('enabled: false') the grid has nothing to vary: 'reranked' is then
-    the (expanded) cosine lists and is the only other option.
+    the cosine lists after the configured DBA / QE, and is the only other option.
     """
-    options = [RerankOption(RAW), RerankOption(CONFIGURED, cfg.k1, cfg.k2, cfg.lambda_value)]
     if not cfg.enabled:
-        return options
+        return [RerankOption(RAW), RerankOption(CONFIGURED)]
+    options = [RerankOption(RAW), RerankOption(CONFIGURED, cfg.k1, cfg.k2, cfg.lambda_value)]
     for k1, k2, lambda_value in itertools.product(*_grid_axes(cfg)):
         if (k1, k2, lambda_value) != (cfg.k1, cfg.k2, cfg.lambda_value):
             options.append(RerankOption(f"reranked_k1-{k1}_k2-{k2}_lambda-{lambda_value:g}", k1, k2, lambda_value))
@@ -95,10 +96,10 @@ def model_candidates(query: np.ndarray, gallery: np.ndarray, cfg: RerankStageCon
     sets: dict[str, CandidateLists] = {}
     for option in rerank_options(cfg):
         try:
-            if option.k1 is None:
+            if option.name == RAW:
                 sets[option.name] = CandidateLists(*search_topk(query, gallery, cfg.candidates, metric="cosine"))
             else:
-                setting = replace(cfg, k1=option.k1, k2=option.k2, lambda_value=option.lambda_value)
+                setting = cfg if option.k1 is None else replace(cfg, k1=option.k1, k2=option.k2, lambda_value=option.lambda_value)
                 sets[option.name] = CandidateLists(*retrieve(query, gallery, setting))
         except PipelineError as error:
             raise type(error)(f"{where}, option '{option.name}': {error}") from error
