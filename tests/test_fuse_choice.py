@@ -175,6 +175,8 @@ def test_record_and_table_report_every_option_the_choice_and_the_tuning_set(tmp_
 
 
 def test_source_auto_needs_tuning_and_the_grid_is_checked():
+    default = from_mapping(FuseConfig, {}, "params.yaml", prefix="fuse")
+    assert (default.source, default.tune) == ("auto", True)
     with pytest.raises(ConfigError, match="params.yaml: fuse: source 'auto' .* needs tune: true"):
         from_mapping(FuseConfig, {"tune": False}, "params.yaml", prefix="fuse")
     assert from_mapping(FuseConfig, {"tune": False, "source": "raw"}, "params.yaml", prefix="fuse").source == "raw"

@@ -32,7 +32,7 @@ class FuseConfig:
     # auto: per model the option (raw or a re-ranking setting) with the best out-of-fold score
     source: Literal["auto", "reranked", "raw"] = "auto"
     method: Literal["distance", "rank_voting"] = "distance"
-    tune: bool = False
+    tune: bool = True  # on the out-of-fold lists (the default source, auto, needs it)
     grid_step: float = 0.1
 
     def validate(self) -> None:
