@@ -1,13 +1,14 @@
-"""evaluate: the score table (each model, each model re-ranked, the fused ranking and the
-submission file as written), CMC curves and rank-list pictures. Needs query/gallery labels;
-without them it records that nothing could be scored."""
+"""evaluate: the score table (each model, each model re-ranked, each model with the lists the
+fuse stage chose for it, the fused ranking and the submission file as written), CMC curves
+and rank-list pictures. Needs query/gallery labels; without them it records that nothing
+could be scored."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-from pipeline.chain.distances import load_candidate_sets
+from pipeline.chain.distances import load_candidate_sets, named_set
 from pipeline.chain.evaluate_step import (
     EvaluateConfig,
     Truth,
@@ -17,6 +18,7 @@ from pipeline.chain.evaluate_step import (
     score_raw_features,
     split_cmc,
 )
+from pipeline.chain.fuse_choice import chosen_options
 from pipeline.chain.fuse_step import FuseConfig
 from pipeline.chain.rerank_step import RerankStageConfig
 from pipeline.chain.submit_step import SubmitConfig
@@ -41,7 +43,9 @@ def main(argv: list[str] | None = None) -> None:
     cache = Path(load_section("preprocess", PreprocessConfig, args.params).out)
     rerank_out = Path(load_section("rerank", RerankStageConfig, args.params).out)
     extract_out = Path(load_section("extract", ExtractConfig, args.params).out)
-    fused = load_candidate_sets(load_section("fuse", FuseConfig, args.params).out)["fused"]
+    fuse = load_section("fuse", FuseConfig, args.params)
+    fused = load_candidate_sets(fuse.out)["fused"]
+    chosen = chosen_options(fuse.weights_out, models)
     submit = load_section("submit", SubmitConfig, args.params)
     query, gallery = open_split(cache, "query"), open_split(cache, "gallery")
     if "label" not in query.table or "label" not in gallery.table:
@@ -59,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
         rows[model] = score_lists(lists["raw"], truth, cfg)
         rows[model].update(score_raw_features(features.query.features, features.gallery.features, truth, cfg))
         rows[f"{model}+rerank"] = score_lists(lists["reranked"], truth, cfg)
+        option = chosen[model]
+        rows[f"{model} chosen: {option}"] = score_lists(named_set(lists, option, rerank_out / f"{model}.npz"), truth, cfg)
         if cfg.centroid:
             rows[f"{model} centroid"] = dict(score_centroids(features.query.features, features.gallery.features, truth, cfg))
     rows["fused"] = score_lists(fused, truth, cfg)

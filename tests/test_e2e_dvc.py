@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from pipeline.evaluate.submission import read_submission
@@ -62,8 +63,23 @@ def test_repro_writes_a_valid_submission_and_scores(repo):
         assert 0.0 <= metrics[name]["score"] <= 1.0
     # The submission is the fused ranking cut at 10: the two must score the same.
     assert metrics["submission"]["score"] == pytest.approx(metrics["fused"]["score"])
-    weights = json.loads((repo / "outputs/fuse.json").read_text())["weights"]
-    assert set(weights) == {"tiny", "tiny_resnet"} and sum(weights.values()) == pytest.approx(1.0)
+    fuse = json.loads((repo / "outputs/fuse.json").read_text())
+    assert set(fuse["weights"]) == {"tiny", "tiny_resnet"} and sum(fuse["weights"].values()) == pytest.approx(1.0)
+    # Per model: every option scored on the pooled out-of-fold lists, the best one chosen and
+    # scored on the test set; the submission scores no lower out-of-fold than any option alone.
+    for model, entry in fuse["options"].items():
+        assert set(entry["oof_scores"]) == {"raw", "reranked", "reranked_k1-4_k2-3_lambda-0.3"}
+        assert entry["oof_scores"][entry["chosen"]] == max(entry["oof_scores"].values())
+        assert 0.0 <= metrics[f"{model} chosen: {entry['chosen']}"]["score"] <= 1.0
+    assert fuse["oof_score"] >= max(max(e["oof_scores"].values()) for e in fuse["options"].values())
+    folds = pd.read_csv(repo / "outputs/folds.csv")
+    held_out = folds[folds["fold"].isin([0, 1])]
+    assert fuse["tuning_set"] == {
+        "folds": 2,
+        "held_out_queries": int((held_out["role"] == "query").sum()),
+        "gallery_images": int((held_out["role"] == "gallery").sum()),
+        "identities": held_out["label"].nunique(),
+    }
     assert sorted(p.name for p in (repo / "outputs/report").iterdir()) == ["best1.png", "cmc.png", "worst1.png"]
 
 

@@ -60,3 +60,10 @@ def load_candidate_sets(path: str | Path) -> dict[str, CandidateLists]:
             return {name: CandidateLists(data[f"{name}.indices"], data[f"{name}.values"]) for name in names}
         except KeyError as error:
             raise DataError(f"{path}: incomplete candidate set {error}") from error
+
+
+def named_set(sets: Mapping[str, CandidateLists], name: str, path: str | Path) -> CandidateLists:
+    """The lists called ``name`` of the file ``path`` was read from; a clear error when absent."""
+    if name not in sets:
+        raise DataError(f"{path}: no '{name}' lists (were the params changed since it was written?): rerun the stage that writes it")
+    return sets[name]

@@ -1,8 +1,10 @@
 """The fuse stage: one ranking from every model's candidate lists.
 
 Weights come from params.yaml, or, with ``tune: true``, from a grid search over the weight
-simplex that maximises the mean validation score (0.5 top-1 + 0.5 mAP@10) of the fused
-out-of-fold lists across the trained folds; the chosen weights are recorded either way.
+simplex that maximises the pooled validation score (0.5 top-1 + 0.5 mAP@10) of the fused
+out-of-fold lists: every fold's held-out queries, each ranked against its own fold's gallery,
+scored together as one set (fold validation sets of a few dozen identities are too noisy to
+score one by one). The chosen weights are recorded either way.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pandas as pd
 
 from pipeline.chain.distances import CandidateLists
 from pipeline.errors import ConfigError, DataError
-from pipeline.evaluate.metrics import competition_scores
+from pipeline.evaluate.metrics import competition_per_query
 from pipeline.retrieval.fusion import fuse_candidate_lists, rank_voting, tune_weights
 
 
@@ -27,14 +29,17 @@ class FuseConfig:
     out: str = "outputs/fused.npz"
     weights_out: str = "outputs/fuse.json"
     weights: dict[str, float] = field(default_factory=dict)  # model -> weight; unlisted models get 1
-    source: Literal["reranked", "raw"] = "reranked"
+    # auto: per model the option (raw or a re-ranking setting) with the best out-of-fold score
+    source: Literal["auto", "reranked", "raw"] = "auto"
     method: Literal["distance", "rank_voting"] = "distance"
-    tune: bool = False
+    tune: bool = True  # on the out-of-fold lists (the default source, auto, needs it)
     grid_step: float = 0.1
 
     def validate(self) -> None:
         if any(w < 0 for w in self.weights.values()):
             raise ValueError("weights must not be negative")
+        if self.source == "auto" and not self.tune:
+            raise ValueError("source 'auto' chooses on the out-of-fold lists and needs tune: true; without tuning set source: raw or reranked")
 
 
 def configured_weights(cfg: FuseConfig, models: Sequence[str], source: str = "params.yaml") -> list[float]:
@@ -48,11 +53,38 @@ def configured_weights(cfg: FuseConfig, models: Sequence[str], source: str = "pa
 
 
 def fuse_lists(lists: Sequence[CandidateLists], weights: Sequence[float], method: str, num_gallery: int) -> CandidateLists:
-    """Weighted distance fusion, or rank voting (its 'distance' is then the fused rank)."""
+    """Weighted distance fusion, or rank voting (its 'distance' is then the fused rank).
+
+    A single model with all the weight gives its own lists unchanged: fusing would only let
+    the zero-weight models' items reorder its ties, so the fused result could differ from
+    (and score below) the model it consists of.
+    """
+    nonzero = [m for m, weight in enumerate(weights) if weight > 0]
+    if len(nonzero) == 1:
+        return lists[nonzero[0]]
     if method == "rank_voting":
         ranking = rank_voting([c.indices for c in lists], weights, num_gallery)
         return CandidateLists(ranking, np.broadcast_to(np.arange(ranking.shape[1], dtype=np.float32), ranking.shape).copy())
     return CandidateLists(*fuse_candidate_lists([(c.indices, c.values) for c in lists], weights))
+
+
+def pooled_score(
+    lists: Mapping[int, CandidateLists], labels: Mapping[int, tuple[np.ndarray, np.ndarray]], k: int = 10
+) -> float:
+    """0.5 top-1 + 0.5 mAP@k over the held-out queries of all folds together.
+
+    ``lists[f]`` ranks fold f's held-out queries against fold f's held-out gallery and
+    ``labels[f]`` holds their (query labels, gallery labels). Every query counts once, so a
+    fold with more queries weighs more than in a mean of per-fold scores.
+    """
+    top1, ap = [], []
+    for fold, fold_lists in lists.items():
+        query_labels, gallery_labels = labels[fold]
+        ranking = fold_lists.ranking(min(k, fold_lists.indices.shape[1]))
+        per_query = competition_per_query(ranking, query_labels, gallery_labels, k=ranking.shape[1])
+        top1.append(per_query.top1)
+        ap.append(per_query.ap)
+    return float(0.5 * np.concatenate(top1).mean() + 0.5 * np.concatenate(ap).mean())
 
 
 def tune_weights_on_folds(
@@ -62,22 +94,17 @@ def tune_weights_on_folds(
     grid_step: float,
     k: int = 10,
 ) -> tuple[list[float], float]:
-    """Best weights on the out-of-fold lists: mean competition score over the folds.
+    """Best weights on the out-of-fold lists by pooled score (see ``pooled_score``).
 
     ``oof[f]`` holds each model's lists for fold f's held-out queries, ``labels[f]`` the
     (query labels, gallery labels) of that fold.
     """
 
-    def mean_score(weights: Sequence[float]) -> float:
-        scores = []
-        for fold, lists in oof.items():
-            query_labels, gallery_labels = labels[fold]
-            fused = fuse_lists(lists, weights, method, len(gallery_labels))
-            ranking = fused.ranking(min(k, fused.indices.shape[1]))
-            scores.append(competition_scores(ranking, query_labels, gallery_labels, k=ranking.shape[1])["score"])
-        return float(np.mean(scores))
+    def score(weights: Sequence[float]) -> float:
+        fused = {fold: fuse_lists(lists, weights, method, len(labels[fold][1])) for fold, lists in oof.items()}
+        return pooled_score(fused, labels, k)
 
-    return tune_weights(len(next(iter(oof.values()))), mean_score, grid_step)
+    return tune_weights(len(next(iter(oof.values()))), score, grid_step)
 
 
 def oof_labels(folds: pd.DataFrame, ids: Mapping[int, tuple[Sequence[str], Sequence[str]]]) -> dict[int, tuple[np.ndarray, np.ndarray]]:

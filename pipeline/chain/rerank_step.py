@@ -1,36 +1,115 @@
-"""The rerank stage for one model: plain and re-ranked candidate lists, test and out-of-fold."""
+"""The rerank stage for one model: plain lists and re-ranked lists for every setting of a small
+k1 / k2 / lambda grid, on the test set and on every fold's out-of-fold set.
+
+Each list set is named by its option: 'raw' (plain cosine), 'reranked' (the configured k1 /
+k2 / lambda) and 'reranked_k1-<k1>_k2-<k2>_lambda-<lambda>' for each further grid setting;
+the out-of-fold sets of fold F carry the prefix 'oof<F>_'. The fuse stage scores the options
+on the out-of-fold sets and picks one per model.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import itertools
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from pipeline.chain.distances import CandidateLists
+from pipeline.errors import PipelineError
 from pipeline.infer.store import ModelFeatures
-from pipeline.retrieval.rerank import RerankConfig
+from pipeline.retrieval.rerank import RerankConfig, check_rerank_params
 from pipeline.retrieval.retrieve import retrieve
 from pipeline.retrieval.search import search_topk
+
+RAW = "raw"
+CONFIGURED = "reranked"
+
+
+@dataclass(frozen=True)
+class RerankGrid:
+    """``rerank.grid``: the values tried for each knob; an empty list means the configured value.
+
+    The settings are the product of the three lists; all empty = only the configured setting.
+    """
+
+    k1: list[int] = field(default_factory=list)
+    k2: list[int] = field(default_factory=list)
+    lambda_value: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class RerankStageConfig(RerankConfig):
-    """params.yaml section ``rerank``: the re-ranking knobs plus where the lists go."""
+    """params.yaml section ``rerank``: the re-ranking knobs, the grid, and where the lists go."""
 
     out: str = "outputs/rerank"
+    grid: RerankGrid = field(default_factory=RerankGrid)
+
+    def validate(self) -> None:
+        super().validate()
+        for k1, k2, lambda_value in itertools.product(*_grid_axes(self)):
+            try:
+                check_rerank_params(k1, k2, lambda_value, error=ValueError)
+            except ValueError as error:
+                raise ValueError(f"grid: {error}") from error
 
 
-def model_candidates(query: np.ndarray, gallery: np.ndarray, cfg: RerankConfig) -> tuple[CandidateLists, CandidateLists]:
-    """(plain cosine lists, lists after DBA / QE / re-ranking) of one query and gallery set."""
+@dataclass(frozen=True)
+class RerankOption:
+    """One way to rank a model's lists: plain cosine ('raw'), or DBA / QE and, with re-ranking
+    on, one k1 / k2 / lambda setting (None where re-ranking is off)."""
+
+    name: str
+    k1: int | None = None
+    k2: int | None = None
+    lambda_value: float | None = None
+
+    def settings(self) -> dict[str, float | int] | None:
+        """The re-ranking knobs, for the records; None where nothing is re-ranked."""
+        if self.k1 is None:
+            return None
+        return {"k1": self.k1, "k2": self.k2, "lambda_value": self.lambda_value}
+
+
+def _grid_axes(cfg: RerankStageConfig) -> tuple[list[int], list[int], list[float]]:
+    grid = cfg.grid
+    return grid.k1 or [cfg.k1], grid.k2 or [cfg.k2], grid.lambda_value or [cfg.lambda_value]
+
+
+def rerank_options(cfg: RerankStageConfig) -> list[RerankOption]:
+    """'raw', 'reranked' (the configured setting), then each other grid setting, in grid order.
+
+    With re-ranking off ('enabled: false') the grid has nothing to vary: 'reranked' is then
+    the cosine lists after the configured DBA / QE, and is the only other option.
+    """
+    if not cfg.enabled:
+        return [RerankOption(RAW), RerankOption(CONFIGURED)]
+    options = [RerankOption(RAW), RerankOption(CONFIGURED, cfg.k1, cfg.k2, cfg.lambda_value)]
+    for k1, k2, lambda_value in itertools.product(*_grid_axes(cfg)):
+        if (k1, k2, lambda_value) != (cfg.k1, cfg.k2, cfg.lambda_value):
+            options.append(RerankOption(f"reranked_k1-{k1}_k2-{k2}_lambda-{lambda_value:g}", k1, k2, lambda_value))
+    return options
+
+
+def model_candidates(query: np.ndarray, gallery: np.ndarray, cfg: RerankStageConfig, where: str) -> dict[str, CandidateLists]:
+    """Every option's lists of one query and gallery set; ``where`` names the set in errors."""
     cfg = replace(cfg, candidates=min(cfg.candidates, len(gallery)))
-    raw = CandidateLists(*search_topk(query, gallery, cfg.candidates, metric="cosine"))
-    return raw, CandidateLists(*retrieve(query, gallery, cfg))
-
-
-def rerank_model(features: ModelFeatures, cfg: RerankConfig) -> dict[str, CandidateLists]:
-    """Named lists for the rerank stage's ``.npz``: 'raw', 'reranked', 'oof<F>_raw', 'oof<F>_reranked'."""
     sets: dict[str, CandidateLists] = {}
-    sets["raw"], sets["reranked"] = model_candidates(features.query.features, features.gallery.features, cfg)
+    for option in rerank_options(cfg):
+        try:
+            if option.name == RAW:
+                sets[option.name] = CandidateLists(*search_topk(query, gallery, cfg.candidates, metric="cosine"))
+            else:
+                setting = cfg if option.k1 is None else replace(cfg, k1=option.k1, k2=option.k2, lambda_value=option.lambda_value)
+                sets[option.name] = CandidateLists(*retrieve(query, gallery, setting))
+        except PipelineError as error:
+            raise type(error)(f"{where}, option '{option.name}': {error}") from error
+    return sets
+
+
+def rerank_model(features: ModelFeatures, cfg: RerankStageConfig) -> dict[str, CandidateLists]:
+    """Named lists for the rerank stage's ``.npz``: '<option>' (test) and 'oof<F>_<option>'."""
+    sets = model_candidates(features.query.features, features.gallery.features, cfg, "test set")
     for fold, (query, gallery) in sorted(features.oof.items()):
-        sets[f"oof{fold}_raw"], sets[f"oof{fold}_reranked"] = model_candidates(query.features, gallery.features, cfg)
+        oof = model_candidates(query.features, gallery.features, cfg, f"fold {fold} out-of-fold set")
+        sets.update({f"oof{fold}_{name}": lists for name, lists in oof.items()})
     return sets

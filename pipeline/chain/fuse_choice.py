@@ -1,0 +1,147 @@
+"""What the tuned fuse stage submits: per model an option, then weights, never worse than one model.
+
+Per model, every option (raw lists, or re-ranked with one k1 / k2 / lambda setting; see
+rerank_step) is scored on the pooled out-of-fold lists and the best one is chosen (ties go to
+the earlier option, 'raw' first). The weights are then tuned on the chosen options. When the
+tuned mix scores no higher than the best single chosen option, that one model is submitted
+alone (weight 1, the others 0): a fusion never makes the submission worse than its best
+ingredient, as measured on the tuning set.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.chain.distances import CandidateLists
+from pipeline.chain.fuse_step import pooled_score, tune_weights_on_folds
+from pipeline.errors import DataError
+
+# lists[model][option][fold]: a model's out-of-fold lists under one option
+OofLists = Sequence[Mapping[str, Mapping[int, CandidateLists]]]
+FoldLabels = Mapping[int, tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class TuningSetSize:
+    """How much held-out data the choice rests on (all folds together)."""
+
+    folds: int
+    queries: int
+    gallery: int
+    identities: int
+
+
+def tuning_set_size(labels: FoldLabels) -> TuningSetSize:
+    identities = set()
+    for query, gallery in labels.values():
+        identities.update(query.tolist())
+        identities.update(gallery.tolist())
+    return TuningSetSize(
+        folds=len(labels),
+        queries=sum(len(query) for query, _ in labels.values()),
+        gallery=sum(len(gallery) for _, gallery in labels.values()),
+        identities=len(identities),
+    )
+
+
+@dataclass(frozen=True)
+class FusionChoice:
+    """The tuned fuse stage's decision, with the out-of-fold scores it rests on."""
+
+    option_scores: list[dict[str, float]]  # per model: every option's pooled OOF score
+    chosen: list[str]  # per model: the option its lists are taken from
+    fusion_weights: list[float]  # the best mix of the chosen options
+    fusion_score: float  # its pooled OOF score
+    best_single: int  # the model whose chosen option scores best alone
+    weights: list[float]  # what is submitted: fusion_weights, or one-hot on best_single
+    score: float  # pooled OOF score of what is submitted
+
+    @property
+    def single(self) -> bool:
+        """One model alone is submitted (then it is ``best_single``: no mix scored above it)."""
+        return sum(weight > 0 for weight in self.weights) == 1
+
+
+def choose_fusion(
+    oof: OofLists, labels: FoldLabels, method: str, grid_step: float, fixed: str | None = None
+) -> FusionChoice:
+    """Choose each model's option (``fixed``: the same one for all), tune weights, keep the better
+    of the tuned mix and the best single model. ``oof[m][option][fold]``, ``labels[fold]``."""
+    scores = [{option: pooled_score(folds, labels) for option, folds in model.items()} for model in oof]
+    if fixed is None:
+        chosen = [max(model_scores, key=model_scores.__getitem__) for model_scores in scores]
+    else:
+        chosen = [fixed] * len(oof)
+    lists_by_fold = {fold: [model[option][fold] for model, option in zip(oof, chosen)] for fold in labels}
+    fusion_weights, fusion_score = tune_weights_on_folds(lists_by_fold, labels, method, grid_step)
+    single_scores = [model_scores[option] for model_scores, option in zip(scores, chosen)]
+    best = int(np.argmax(single_scores))
+    if single_scores[best] >= fusion_score:
+        weights, score = [float(m == best) for m in range(len(oof))], single_scores[best]
+    else:
+        weights, score = fusion_weights, fusion_score
+    return FusionChoice(scores, chosen, fusion_weights, fusion_score, best, weights, score)
+
+
+def choice_record(
+    choice: FusionChoice, models: Sequence[str], settings: Mapping[str, dict[str, float | int] | None], size: TuningSetSize
+) -> dict[str, object]:
+    """The fuse.json entries of a tuned run: options, scores, weights and the tuning set."""
+    return {
+        "oof_score": choice.score,
+        "submitted": f"{models[choice.best_single]} alone" if choice.single else "fusion",
+        "fusion": {"weights": dict(zip(models, choice.fusion_weights)), "oof_score": choice.fusion_score},
+        "options": {
+            model: {"chosen": option, "oof_scores": scores}
+            for model, option, scores in zip(models, choice.chosen, choice.option_scores)
+        },
+        "settings": dict(settings),
+        "tuning_set": {
+            "folds": size.folds,
+            "held_out_queries": size.queries,
+            "gallery_images": size.gallery,
+            "identities": size.identities,
+        },
+    }
+
+
+def choice_table(choice: FusionChoice, models: Sequence[str], size: TuningSetSize) -> str:
+    """A short readable summary: each option's OOF score per model (* = chosen), then the outcome."""
+    options = list(dict.fromkeys(option for scores in choice.option_scores for option in scores))
+    lines = [
+        f"tuned on {size.folds} folds pooled: {size.queries} held-out queries, "
+        f"{size.gallery} gallery images, {size.identities} identities",
+        "| option | " + " | ".join(models) + " |",
+        "|---|" + "---:|" * len(models),
+    ]
+    for option in options:
+        cells = [
+            "–" if option not in scores else f"{scores[option]:.4f}" + ("*" if option == chosen else "")
+            for scores, chosen in zip(choice.option_scores, choice.chosen)
+        ]
+        lines.append(f"| {option} | " + " | ".join(cells) + " |")
+    mix = ", ".join(f"{m} {w:.2f}" for m, w in zip(models, choice.fusion_weights))
+    lines.append(f"fusion of the chosen options ({mix}): {choice.fusion_score:.4f}")
+    best, option = models[choice.best_single], choice.chosen[choice.best_single]
+    lines.append(f"best single model: {best} [{option}]: {choice.option_scores[choice.best_single][option]:.4f}")
+    lines.append(f"submitted: {f'{best} alone' if choice.single else 'the fusion'}, out-of-fold score {choice.score:.4f}")
+    return "\n".join(lines) + "\n"
+
+
+def chosen_options(path: str | Path, models: Sequence[str]) -> dict[str, str]:
+    """Model -> the option fuse.json says the model's lists were taken from, for each of ``models``."""
+    path = Path(path)
+    try:
+        options = json.loads(path.read_text(encoding="utf-8"))["options"]
+        return {model: str(options[model]["chosen"]) for model in models}
+    except FileNotFoundError as error:
+        raise DataError(f"{path}: missing (run the fuse stage first)") from error
+    except ValueError as error:
+        raise DataError(f"{path}: not valid JSON ({error})") from error
+    except (KeyError, TypeError) as error:
+        raise DataError(f"{path}: no 'options' entry with the 'chosen' option of model {error} (rerun the fuse stage)") from error
