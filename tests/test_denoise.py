@@ -185,3 +185,14 @@ def test_corrupt_image_names_the_file_and_leaves_no_output(tmp_path: Path, worke
     with pytest.raises(DataError, match="g1.png"):
         denoise_dataset(src, out, DenoiseConfig(workers=workers))
     assert sorted(os.listdir(tmp_path)) == ["src"]  # neither out nor a half-written temp folder
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_bad_train_image_stops_the_first_stage_naming_the_csv_line_and_the_users_file(tmp_path: Path, workers: int) -> None:
+    src, out = tmp_path / "src", tmp_path / "out"
+    _tiny_dataset(src)
+    (src / "images/train/b/t1.png").write_bytes(b"not an image")  # train.csv line 3
+    with pytest.raises(DataError) as caught:
+        denoise_dataset(src, out, DenoiseConfig(workers=workers))  # train is not examined for noise
+    assert str(caught.value).startswith(f"{src / 'train.csv'}: line 3: {src / 'images/train/b/t1.png'}: not an image file")
+    assert not out.exists()

@@ -22,7 +22,10 @@ pytestmark = pytest.mark.e2e
 
 
 def run(cmd: list[str], cwd: Path) -> str:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    # The stages import the copy's own pipeline (not the checkout's), writing bytecode beside
+    # it as Python does by default, exactly as in a user's clone.
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(cwd))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     return done.stdout + done.stderr
@@ -77,6 +80,12 @@ def test_training_records_untrained_and_trained_scores(repo):
     assert best["score"] == pytest.approx(max(trained.values()))
     assert scores[int(best["epoch"])] == pytest.approx(best["score"])
     assert (repo / "outputs/models/tiny/fold0/checkpoints/best.pt").is_file()
+
+
+def test_second_repro_with_bytecode_written_runs_nothing(repo):
+    assert list((repo / "pipeline/data").glob("__pycache__/*.pyc")), "the first run wrote no bytecode: test is void"
+    log = run(["dvc", "repro"], repo)
+    assert "Running stage" not in log, log
 
 
 def test_denoise_param_change_reruns_denoise_and_later_stages_not_the_generator(repo):
