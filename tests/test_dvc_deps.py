@@ -58,17 +58,25 @@ def import_closure(script: Path, root: Path = ROOT) -> set[Path]:
     return seen
 
 
-def stage_code_deps(dvc_yaml: Path) -> dict[str, tuple[Path, list[Path]]]:
-    """stage name -> (its script, its deps that are plain paths), foreach/matrix stages once each."""
-    stages = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8"))["stages"]
+def stage_code_deps(*dvc_yamls: Path) -> dict[str, tuple[Path, list[Path]]]:
+    """stage name -> (its script, its deps that are plain paths), foreach/matrix stages once each.
+
+    Paths are relative to the project root: a stage's ``wdir`` must lead back to it.
+    """
     result = {}
-    for name, stage in stages.items():
-        body = stage.get("do", stage)
-        script = _SCRIPT.search(body["cmd"])
-        assert script, f"dvc.yaml stage {name}: no stages/<name>.py in its cmd"
-        deps = [Path(d) for d in body.get("deps", []) if isinstance(d, str) and "${" not in d]
-        result[name] = (Path(script.group(0)), deps)
+    for dvc_yaml in dvc_yamls:
+        for name, stage in yaml.safe_load(dvc_yaml.read_text(encoding="utf-8"))["stages"].items():
+            body = stage.get("do", stage)
+            where = f"{dvc_yaml.relative_to(ROOT)} stage {name}"
+            assert (dvc_yaml.parent / body.get("wdir", ".")).resolve() == ROOT, f"{where}: wdir is not the project root"
+            script = _SCRIPT.search(body["cmd"])
+            assert script, f"{where}: no stages/<name>.py in its cmd"
+            deps = [Path(d) for d in body.get("deps", []) if isinstance(d, str) and "${" not in d]
+            result[where] = (Path(script.group(0)), deps)
     return result
+
+
+DVC_YAMLS = (ROOT / "dvc.yaml", ROOT / "demo/dvc.yaml")
 
 
 def uncovered(files: set[Path], deps: list[Path]) -> list[str]:
@@ -91,9 +99,9 @@ def test_closure_follows_from_imports_and_package_inits(tmp_path):
     assert uncovered(closure, [Path("pipeline/sub"), Path("pipeline/__init__.py")]) == ["pipeline/c.py"]
 
 
-@pytest.mark.parametrize("stage", sorted(stage_code_deps(ROOT / "dvc.yaml")))
+@pytest.mark.parametrize("stage", sorted(stage_code_deps(*DVC_YAMLS)))
 def test_stage_deps_cover_its_imports(stage):
-    script, deps = stage_code_deps(ROOT / "dvc.yaml")[stage]
-    assert script in deps, f"dvc.yaml stage {stage}: {script} is not among its deps"
+    script, deps = stage_code_deps(*DVC_YAMLS)[stage]
+    assert script in deps, f"{stage}: {script} is not among its deps"
     missing = uncovered(import_closure(script), deps)
-    assert not missing, f"dvc.yaml stage {stage}: imports modules its deps do not cover: {missing}"
+    assert not missing, f"{stage}: imports modules its deps do not cover: {missing}"

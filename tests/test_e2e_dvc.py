@@ -16,7 +16,7 @@ from pipeline.evaluate.submission import read_submission
 from pipeline.data.layout import read_split
 
 ROOT = Path(__file__).resolve().parents[1]
-COPIED = ["pipeline", "stages", "configs", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", ".gitignore", ".dvc/config"]
+COPIED = ["pipeline", "stages", "configs", "dvc.yaml", "demo/dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", ".gitignore", ".dvc/config"]
 
 pytestmark = pytest.mark.e2e
 
@@ -93,6 +93,6 @@ def test_denoise_param_change_reruns_denoise_and_later_stages_not_the_generator(
          "d['denoise']['gaussian_method']='bilateral'; p.write_text(yaml.safe_dump(d, sort_keys=False))"], repo)
     status = run(["dvc", "status", "--json"], repo)
     changed = set(json.loads(status))
-    assert "denoise" in changed and "demo" not in changed
+    assert "denoise" in changed and "demo/dvc.yaml:demo" not in changed
     log = run(["dvc", "repro", "denoise"], repo)
-    assert "Running stage 'denoise'" in log and "Running stage 'demo'" not in log
+    assert "Running stage 'denoise'" in log and "Running stage 'demo/dvc.yaml:demo'" not in log
