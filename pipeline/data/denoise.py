@@ -68,7 +68,7 @@ def denoise_file(
     if not examine:
         _place_unchanged(src, dst)
         return None
-    estimate = estimate_noise(rgb, cfg.gaussian_threshold, cfg.impulse_threshold)
+    estimate = estimate_noise(rgb, cfg.gaussian_threshold, cfg.impulse_threshold, cfg.grey_threshold)
     repaired, action = repair(rgb, estimate, cfg)
     if repaired is rgb:
         _place_unchanged(src, dst)
