@@ -23,7 +23,7 @@ from pipeline.chain.submit_step import SubmitConfig
 from pipeline.cli import run_stage, stage_parser
 from pipeline.data.cache import PreprocessConfig, open_split
 from pipeline.data.denoise import DenoiseConfig
-from pipeline.data.self_match import read_self_matches, self_match_pairs
+from pipeline.data.self_match import recorded_pairs
 from pipeline.evaluate.metrics import competition_scores, metrics_table, write_metrics
 from pipeline.evaluate.plots import plot_cmc, write_cmc_plot_data
 from pipeline.evaluate.submission import read_submission
@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         with atomic_dir(cfg.report):
             pass
         return
-    own = read_self_matches(load_section("denoise", DenoiseConfig, args.params).out)
-    truth = Truth(query.table, gallery.table, self_match_pairs(own, query.table["image"], gallery.table["image"]))
+    own = recorded_pairs(load_section("denoise", DenoiseConfig, args.params).out, query.table["image"], gallery.table["image"])
+    truth = Truth(query.table, gallery.table, own)
     rows: dict[str, dict[str, object]] = {}
     for model in models:
         lists = load_candidate_sets(rerank_out / f"{model}.npz")

@@ -11,7 +11,7 @@ from pipeline.cli import run_stage, stage_parser
 from pipeline.data.cache import PreprocessConfig
 from pipeline.data.denoise import DenoiseConfig
 from pipeline.data.layout import read_split
-from pipeline.data.self_match import read_self_matches, self_match_pairs
+from pipeline.data.self_match import recorded_pairs
 from pipeline.evaluate.submission import write_submission
 from pipeline.params import load_section
 
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     cache = Path(load_section("preprocess", PreprocessConfig, args.params).out)
     query, gallery = (read_split(cache, s, check_files=False)["image"].tolist() for s in ("query", "gallery"))
     # A query's own image (dataset.self_matches: exclude) never enters its line.
-    own = self_match_pairs(read_self_matches(load_section("denoise", DenoiseConfig, args.params).out), query, gallery)
+    own = recorded_pairs(load_section("denoise", DenoiseConfig, args.params).out, query, gallery)
     write_submission(cfg.out, query, gallery, fused.without(own).ranking(cfg.length), length=cfg.length)
 
 

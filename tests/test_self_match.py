@@ -76,3 +76,26 @@ def test_candidate_lists_without_pairs_keep_order_and_equal_length():
     np.testing.assert_array_equal(cut.indices, [[3, 0], [0, 2]])
     np.testing.assert_allclose(cut.values, [[0.1, 0.3], [0.4, 0.5]])
     assert lists.without(np.zeros((0, 2))) is lists
+
+
+def test_the_submit_stage_leaves_each_querys_own_image_out_of_its_line(tmp_path, monkeypatch):
+    import importlib.util
+
+    from pipeline.chain.distances import save_candidate_sets
+    from pipeline.data.layout import write_split
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(
+        "denoise: {out: denoised}\npreprocess: {out: cache}\nfuse: {out: fused.npz}\nsubmit: {out: submission.csv, length: 2}\n"
+    )
+    for folder in ("denoised", "cache"):
+        write_split(folder, "query", pd.DataFrame({"image": ["a_1.png", "b_2.png"]}))
+        write_split(folder, "gallery", pd.DataFrame({"image": ["a_1.png", "b_7.png", "a_8.png"]}))
+    pd.DataFrame({"query": ["a_1.png"], "gallery": ["a_1.png"], "reason": ["same path"]}).to_csv("denoised/self_matches.csv", index=False)
+    ranked = np.array([[0, 1, 2], [1, 0, 2]])
+    save_candidate_sets("fused.npz", {"fused": CandidateLists(ranked, np.tile(np.float32([0.0, 0.5, 0.6]), (2, 1)))})
+    spec = importlib.util.spec_from_file_location("submit_stage", Path(__file__).resolve().parents[1] / "stages/submit.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    stage.main([])
+    assert (tmp_path / "submission.csv").read_text().splitlines() == ["a_1.png,{b_7.png,a_8.png}", "b_2.png,{b_7.png,a_1.png}"]

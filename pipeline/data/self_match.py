@@ -103,6 +103,11 @@ def read_self_matches(folder: str | Path) -> pd.DataFrame:
     return table
 
 
+def recorded_pairs(folder: str | Path, query_images: Sequence[str], gallery_images: Sequence[str]) -> np.ndarray:
+    """The pairs that the denoise stage recorded in ``folder``, as :func:`self_match_pairs` gives them."""
+    return self_match_pairs(read_self_matches(folder), query_images, gallery_images)
+
+
 def self_match_pairs(table: pd.DataFrame, query_images: Sequence[str], gallery_images: Sequence[str]) -> np.ndarray:
     """(n, 2) int64 (query index, gallery index) of the recorded self-matches."""
     query_index = {image: i for i, image in enumerate(query_images)}
