@@ -188,3 +188,14 @@ def test_centroid_gallery() -> None:
     assert centroids.dtype == np.float32
     with pytest.raises(DataError, match="'x' has a zero mean"):
         centroid_gallery(np.array([[1.0, 0.0], [-1.0, 0.0]]), ["x", "x"])
+
+
+def test_tar_at_far_leaves_excluded_self_pairs_out() -> None:
+    # q0's own image (gallery 0) scores 1.0; without it, the genuine pair is q0-g2 at 0.4 and
+    # the impostors are 0.5 (g1) and 0.3 (g3): at FAR 0.5 one may pass -> threshold 0.3 -> TAR 1.
+    similarity = np.array([[1.0, 0.5, 0.4, 0.3]])
+    labels = (["a"], ["a", "b", "a", "c"])
+    assert tar_at_far(similarity, *labels, fars=(0.1, 0.5)) == {"tar@far=0.1": 0.5, "tar@far=0.5": 1.0}
+    # Without g0: FAR 0.1 of 2 impostors lets none pass -> threshold 0.5 -> the 0.4 pair fails.
+    assert tar_at_far(similarity, *labels, fars=(0.1, 0.5), exclude=np.array([[0, 0]])) == {
+        "tar@far=0.1": 0.0, "tar@far=0.5": 1.0}

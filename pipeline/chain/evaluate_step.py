@@ -74,7 +74,8 @@ def score_lists(lists: CandidateLists, truth: Truth, cfg: EvaluateConfig) -> dic
 def score_raw_features(query: np.ndarray, gallery: np.ndarray, truth: Truth, cfg: EvaluateConfig) -> dict[str, float]:
     """TAR at the configured FARs on plain cosine similarity (genuine pairs = same label)."""
     similarity = 1.0 - pairwise_distance(query, gallery, metric="cosine")
-    return tar_at_far(similarity, truth.query["label"].to_numpy(), truth.gallery["label"].to_numpy(), cfg.tar_fars)
+    return tar_at_far(similarity, truth.query["label"].to_numpy(), truth.gallery["label"].to_numpy(), cfg.tar_fars,
+                      exclude=truth.excluded)
 
 
 def score_centroids(query: np.ndarray, gallery: np.ndarray, truth: Truth, cfg: EvaluateConfig) -> dict[str, float]:

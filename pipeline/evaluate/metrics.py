@@ -25,7 +25,7 @@ from numbers import Integral, Real
 import numpy as np
 
 from pipeline.errors import DataError
-from pipeline.evaluate.labels import Labels, check_rows, encode_pair
+from pipeline.evaluate.labels import Labels, as_pairs, check_rows, encode_pair
 from pipeline.io_utils import write_json
 
 
@@ -73,9 +73,8 @@ class CompetitionPerQuery:
 def relevant_counts(query: np.ndarray, gallery: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
     """Per query, the gallery items sharing its label code, less its ``exclude`` pairs that do."""
     counts = np.bincount(gallery, minlength=int(max(query.max(), gallery.max())) + 1)[query]
-    if exclude is not None and len(exclude):
-        q, g = np.asarray(exclude, dtype=np.int64).reshape(-1, 2).T
-        np.subtract.at(counts, q, (gallery[g] == query[q]).astype(counts.dtype))
+    q, g = as_pairs(exclude).T
+    np.subtract.at(counts, q, (gallery[g] == query[q]).astype(counts.dtype))
     return counts
 
 
@@ -85,11 +84,10 @@ def competition_per_query(
     """AP@k and top-1 hit for every query (see the module docstring for the definition)."""
     query, gallery = encode_pair(query_labels, gallery_labels)
     top = check_ranking(ranked, query.size, gallery.size, k)
-    if exclude is not None and len(exclude):
-        q, g = np.asarray(exclude, dtype=np.int64).reshape(-1, 2).T
-        listed = np.flatnonzero((top[q] == g[:, None]).any(axis=1))
-        if listed.size:
-            raise DataError(f"ranking: query row {int(q[listed[0]])} still lists its own image (gallery {int(g[listed[0]])})")
+    q, g = as_pairs(exclude).T
+    listed = np.flatnonzero((top[q] == g[:, None]).any(axis=1))
+    if listed.size:
+        raise DataError(f"ranking: query row {int(q[listed[0]])} still lists its own image (gallery {int(g[listed[0]])})")
     relevant = gallery[top] == query[:, None]
     n_relevant = relevant_counts(query, gallery, exclude)
     precision = np.cumsum(relevant, axis=1) / np.arange(1, k + 1)

@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.errors import DataError
-from pipeline.evaluate.labels import Labels, as_label_array, check_rows, encode_pair
+from pipeline.evaluate.labels import Labels, as_label_array, as_pairs, check_rows, encode_pair
 
 _CHUNK_BYTES = 64 << 20  # rows per sort chunk: bounded memory for a memmapped distance matrix
 
@@ -102,7 +102,7 @@ def reid_per_query(
     bounds = np.searchsorted(gallery[by_label], np.arange(int(max(query.max(), gallery.max())) + 2))
 
     excluded: dict[int, list[int]] = {}
-    for q, g in np.asarray(exclude if exclude is not None else [], dtype=np.int64).reshape(-1, 2):
+    for q, g in as_pairs(exclude):
         excluded.setdefault(int(q), []).append(int(g))
 
     n_query = query.size
@@ -187,6 +187,7 @@ def tar_at_far(
     fars: Sequence[float] = (1e-4, 1e-3, 1e-2),
     *,
     is_distance: bool = False,
+    exclude: np.ndarray | None = None,
 ) -> dict[str, float]:
     """True-accept rate at each false-accept rate, over all query x gallery pairs.
 
@@ -196,15 +197,19 @@ def tar_at_far(
     the lowest one that accepts at most floor(FAR * n_impostor) impostor pairs, so the
     achieved FAR never exceeds the target (a FAR below 1/n_impostor means no impostor
     may pass). Keys: ``f"tar@far={far:g}"``, e.g. ``"tar@far=0.001"``; NaN without genuine
-    or without impostor pairs.
+    or without impostor pairs. The (query, gallery) pairs in ``exclude`` (a query's own
+    image) are neither genuine nor impostor.
     """
     fars = [float(f) for f in fars]
     if not fars or not all(0.0 < f < 1.0 for f in fars):
         raise ValueError(f"tar_at_far: each FAR must lie in (0, 1), got {fars}")
     query, gallery = encode_pair(query_labels, gallery_labels)
     scores = _check_scores(scores, query.size, gallery.size, "score matrix")
-    n_genuine = int(np.bincount(gallery, minlength=int(max(query.max(), gallery.max())) + 1)[query].sum())
-    n_impostor = query.size * gallery.size - n_genuine
+    pairs = as_pairs(exclude)
+    excluded_genuine = int((gallery[pairs[:, 1]] == query[pairs[:, 0]]).sum())
+    all_genuine = int(np.bincount(gallery, minlength=int(max(query.max(), gallery.max())) + 1)[query].sum())
+    n_genuine = all_genuine - excluded_genuine
+    n_impostor = query.size * gallery.size - all_genuine - (len(pairs) - excluded_genuine)
     if n_genuine == 0 or n_impostor == 0:
         # Undefined rather than an error: a test set without matches is still scored (as 0 /
         # NaN, written null), like the queries without a match in the other metrics.
@@ -220,9 +225,12 @@ def tar_at_far(
             raise DataError(f"score matrix: NaN in query rows {start}..{stop - 1}")
         if is_distance:
             np.negative(similarity, out=similarity)
-        genuine = gallery[None, :] == query[start:stop, None]
+        ignored = np.zeros(similarity.shape, dtype=bool)
+        rows = pairs[(pairs[:, 0] >= start) & (pairs[:, 0] < stop)]
+        ignored[rows[:, 0] - start, rows[:, 1]] = True
+        genuine = (gallery[None, :] == query[start:stop, None]) & ~ignored
         genuine_parts.append(similarity[genuine])
-        similarity[genuine] = -np.inf  # genuine pairs never take an impostor's place below
+        similarity[genuine | ignored] = -np.inf  # never take an impostor's place below
         merged = np.concatenate([top_impostors, similarity.ravel()])
         top_impostors = np.partition(merged, merged.size - keep)[-keep:] if merged.size > keep else merged
     top_impostors = np.sort(top_impostors)[::-1]
