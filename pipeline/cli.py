@@ -7,6 +7,9 @@ import logging
 import sys
 from collections.abc import Callable
 
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
 from pipeline.errors import PipelineError
 
 
@@ -18,14 +21,26 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
 
 
 def run_stage(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
-    """Run ``main``; turn a PipelineError into ``error: ...`` on stderr and exit status 2."""
+    """Run ``main``; turn a PipelineError into ``error: ...`` on stderr and exit status 2.
+
+    Log records and the final error go through tqdm, which clears an unfinished progress bar
+    first, so a message never ends up glued to the end of a bar's line.
+    """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # it logs every SIMD build it tries
     try:
-        main(argv)
+        with logging_redirect_tqdm():
+            main(argv)
     except PipelineError as error:
-        print(f"error: {error}", file=sys.stderr)
+        _say(f"error: {error}")
         sys.exit(2)
     except KeyboardInterrupt:
-        print("interrupted: rerun the stage to resume", file=sys.stderr)
+        _say("interrupted: rerun the stage to resume")
         sys.exit(130)
+
+
+def _say(message: str) -> None:
+    # An abandoned bar's line ends without a newline; start on a fresh line either way.
+    for bar in list(tqdm._instances):
+        bar.close()
+    tqdm.write(message, file=sys.stderr)

@@ -2,6 +2,12 @@
 
 Every writer goes to a temporary name in the destination folder and renames it into place
 only once the content is complete (``os.replace`` is atomic on one filesystem).
+
+A kill (SIGKILL, power loss) skips the clean-up, so a temporary can outlive its writer: a
+denoised copy or a cache folder is hundreds of MB. Temporaries are named
+``.<target>.<pid>-<random>.tmp``; the first write into a folder (per process) removes the
+temporaries there whose writer process is gone, and those of the older ``.<target>.<random>.tmp``
+form, which carry no writer id.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -18,6 +25,10 @@ from typing import Any
 import pandas as pd
 
 from pipeline.errors import DataError
+
+# mkstemp/mkdtemp's random part: 8 characters of [a-z0-9_].
+_TEMPORARY = re.compile(r"^\..+\.(?:(?P<pid>\d+)-)?[a-z0-9_]{8}\.tmp$")
+_swept: set[Path] = set()
 
 
 def _umask() -> int:
@@ -31,12 +42,47 @@ def _publish(path: Path, mode: int) -> None:
     os.chmod(path, mode & ~_umask())
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporaries in ``folder`` left by writers that no longer run; return them."""
+    removed = []
+    for entry in folder.iterdir():
+        match = _TEMPORARY.match(entry.name)
+        if match is None or (match["pid"] is not None and _alive(int(match["pid"]))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def _prepare(target: Path) -> str:
+    """Create ``target``'s folder, sweep it once per process; return the temporary's name prefix."""
+    folder = target.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    resolved = folder.resolve()
+    if resolved not in _swept:
+        remove_stale_temporaries(folder)
+        _swept.add(resolved)
+    return f".{target.name}.{os.getpid()}-"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=_prepare(target), suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -51,8 +97,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a fresh temporary folder beside ``path``; swap it in for ``path`` on success."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_prepare(target), suffix=".tmp", dir=target.parent))
     try:
         yield tmp
         _publish(tmp, 0o777)

@@ -9,6 +9,7 @@ from pathlib import Path
 from pipeline.cli import run_stage, stage_parser
 from pipeline.data.denoise import DenoiseConfig, denoise_dataset
 from pipeline.data.layout import DatasetConfig
+from pipeline.data.self_match import read_self_matches
 from pipeline.params import load_section
 
 log = logging.getLogger("denoise")
@@ -16,11 +17,15 @@ log = logging.getLogger("denoise")
 
 def main(argv: list[str] | None = None) -> None:
     args = stage_parser(__doc__).parse_args(argv)
-    src = Path(load_section("dataset", DatasetConfig, args.params).root)
+    dataset = load_section("dataset", DatasetConfig, args.params)
     cfg = load_section("denoise", DenoiseConfig, args.params)
-    report = denoise_dataset(src, Path(cfg.out), cfg)
+    report = denoise_dataset(Path(dataset.root), Path(cfg.out), cfg, dataset.self_matches)
+    self_matches = read_self_matches(cfg.out)
     counts = report["noise"].value_counts().to_dict()
     log.info("%d images examined: %s; written to %s", len(report), counts, cfg.out)
+    if len(self_matches):
+        log.warning("%d queries are also gallery images: each one's own image is left out of its ranking "
+                    "(listed in %s/self_matches.csv)", len(self_matches), cfg.out)
 
 
 if __name__ == "__main__":

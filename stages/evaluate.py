@@ -24,6 +24,8 @@ from pipeline.chain.rerank_step import RerankStageConfig
 from pipeline.chain.submit_step import SubmitConfig
 from pipeline.cli import run_stage, stage_parser
 from pipeline.data.cache import PreprocessConfig, open_split
+from pipeline.data.denoise import DenoiseConfig
+from pipeline.data.self_match import recorded_pairs
 from pipeline.evaluate.metrics import competition_scores, metrics_table, write_metrics
 from pipeline.evaluate.plots import plot_cmc, write_cmc_plot_data
 from pipeline.evaluate.submission import read_submission
@@ -55,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
         with atomic_dir(cfg.report):
             pass
         return
-    truth = Truth(query.table, gallery.table)
+    own = recorded_pairs(load_section("denoise", DenoiseConfig, args.params).out, query.table["image"], gallery.table["image"])
+    truth = Truth(query.table, gallery.table, own)
     rows: dict[str, dict[str, object]] = {}
     for model in models:
         lists = load_candidate_sets(rerank_out / f"{model}.npz")
@@ -71,13 +74,13 @@ def main(argv: list[str] | None = None) -> None:
     # The file as written, read back and scored: what a leaderboard would see.
     submitted = read_submission(submit.out, query.table["image"].tolist(), gallery.table["image"].tolist(), submit.length)
     k = min(cfg.k, submit.length)
-    rows["submission"] = dict(competition_scores(submitted, truth.query["label"], truth.gallery["label"], k))
+    rows["submission"] = dict(competition_scores(submitted, truth.query["label"], truth.gallery["label"], k, truth.excluded))
     scalars, curves = split_cmc(rows)
     with atomic_dir(cfg.report) as tmp:
         plot_cmc(tmp / "cmc.png", curves)
         draw_ranklists(tmp, fused, truth, query.images, gallery.images, cfg)
     write_cmc_plot_data(cfg.cmc, curves)
-    write_metrics(cfg.out, scalars, camera_filter=cfg.camera_filter, k=cfg.k)
+    write_metrics(cfg.out, scalars, camera_filter=cfg.camera_filter, k=cfg.k, self_matches_excluded=len(truth.excluded))
     log.info("scores:\n%s", metrics_table(scalars))
 
 

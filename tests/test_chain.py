@@ -51,6 +51,15 @@ def test_feature_store_round_trip(tmp_path):
         load_features(tmp_path / "m")
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_features_are_refused_naming_the_features_file(tmp_path, bad):
+    gallery = np.ones((3, 4), np.float32)
+    gallery[2, 1] = bad
+    save_features(tmp_path / "m", ModelFeatures(FeatureSet(np.ones((1, 4), np.float32), ["q.png"]), FeatureSet(gallery, ["a", "b", "c"])))
+    with pytest.raises(DataError, match=rf"{tmp_path / 'm' / 'gallery.npy'}: row 2 contains NaN or inf"):
+        load_features(tmp_path / "m")
+
+
 def test_configured_weights_default_to_one_and_reject_unknown_models():
     assert configured_weights(FuseConfig(weights={"b": 2.0}), ["a", "b"]) == [1.0, 2.0]
     with pytest.raises(ConfigError, match="fuse.weights names 'c'"):

@@ -90,6 +90,44 @@ def test_both_are_detected(image: str, sigma: float, amount: float) -> None:
     assert estimate.impulse_fraction == pytest.approx(amount, rel=0.35)
 
 
+def grey_grain_image() -> np.ndarray:
+    """A clean picture with strong fine texture identical in every channel (fabric, print
+    raster): the per-channel sigma estimate reads it as noise of sigma ~7.5."""
+    y, x = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+    grain = 7 * np.sin(x * 2.1) * np.sin(y * 1.7) + 3.5 * np.sin(x * 2.9 + y * 2.3)
+    return np.rint(np.clip(smooth_image() + grain[..., None], 0, 255)).astype(np.uint8)
+
+
+def test_strong_grey_texture_is_not_taken_for_noise_but_weak_noise_on_it_is() -> None:
+    clean = grey_grain_image()
+    assert estimate_noise(clean).kind == "none"
+    estimate = estimate_noise(apply_noise(clean, "gaussian", 5.0, 0.0, np.random.default_rng(0)))
+    assert estimate.kind == "gaussian" and estimate.sigma == pytest.approx(5.0, rel=0.15)
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_weak_gaussian_noise_is_detected(image: str) -> None:
+    estimate = estimate_noise(noisy(image, "gaussian", sigma=5.0))
+    assert estimate.kind == "gaussian" and estimate.sigma == pytest.approx(5.0, rel=0.15)
+
+
+def test_noise_the_same_in_every_channel_is_caught_by_the_grey_estimate() -> None:
+    grey = np.random.default_rng(0).normal(0, 20, (SIZE, SIZE, 1))
+    corrupted = np.clip(np.rint(smooth_image() + grey), 0, 255).astype(np.uint8)
+    estimate = estimate_noise(corrupted)
+    assert estimate.kind == "gaussian" and estimate.sigma == pytest.approx(20.0, rel=0.12)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_weak_impulses_under_strong_gaussian_noise_are_found(seed: int) -> None:
+    # A light picture (177..229): at sigma 35 a white impulse no longer jumps out of it (the
+    # jump must be 4 sigma), only the black half is found, and the share corrects for that.
+    light = np.rint(165 + 0.3 * smooth_image()).astype(np.uint8)
+    estimate = estimate_noise(apply_noise(light, "both", 35.0, 0.01, np.random.default_rng(seed)))
+    assert estimate.kind == "both"
+    assert estimate.impulse_fraction == pytest.approx(0.01, rel=0.25)
+
+
 @pytest.mark.parametrize("method", ["nlmeans", "bilateral"])
 @pytest.mark.parametrize(
     ("kind", "sigma", "amount", "min_gain"),
@@ -185,3 +223,14 @@ def test_corrupt_image_names_the_file_and_leaves_no_output(tmp_path: Path, worke
     with pytest.raises(DataError, match="g1.png"):
         denoise_dataset(src, out, DenoiseConfig(workers=workers))
     assert sorted(os.listdir(tmp_path)) == ["src"]  # neither out nor a half-written temp folder
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_bad_train_image_stops_the_first_stage_naming_the_csv_line_and_the_users_file(tmp_path: Path, workers: int) -> None:
+    src, out = tmp_path / "src", tmp_path / "out"
+    _tiny_dataset(src)
+    (src / "images/train/b/t1.png").write_bytes(b"not an image")  # train.csv line 3
+    with pytest.raises(DataError) as caught:
+        denoise_dataset(src, out, DenoiseConfig(workers=workers))  # train is not examined for noise
+    assert str(caught.value).startswith(f"{src / 'train.csv'}: line 3: {src / 'images/train/b/t1.png'}: not an image file")
+    assert not out.exists()

@@ -17,13 +17,16 @@ from pipeline.evaluate.submission import read_submission
 from pipeline.data.layout import read_split
 
 ROOT = Path(__file__).resolve().parents[1]
-COPIED = ["pipeline", "stages", "configs", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", ".gitignore", ".dvc/config"]
+COPIED = ["pipeline", "stages", "configs", "dvc.yaml", "demo/dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", ".gitignore", ".dvc/config"]
 
 pytestmark = pytest.mark.e2e
 
 
 def run(cmd: list[str], cwd: Path) -> str:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    # The stages import the copy's own pipeline (not the checkout's), writing bytecode beside
+    # it as Python does by default, exactly as in a user's clone.
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(cwd))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     return done.stdout + done.stderr
@@ -95,11 +98,17 @@ def test_training_records_untrained_and_trained_scores(repo):
     assert (repo / "outputs/models/tiny/fold0/checkpoints/best.pt").is_file()
 
 
+def test_second_repro_with_bytecode_written_runs_nothing(repo):
+    assert list((repo / "pipeline/data").glob("__pycache__/*.pyc")), "the first run wrote no bytecode: test is void"
+    log = run(["dvc", "repro"], repo)
+    assert "Running stage" not in log, log
+
+
 def test_denoise_param_change_reruns_denoise_and_later_stages_not_the_generator(repo):
     run([sys.executable, "-c", "import yaml,pathlib; p=pathlib.Path('params.yaml'); d=yaml.safe_load(p.read_text()); "
          "d['denoise']['gaussian_method']='bilateral'; p.write_text(yaml.safe_dump(d, sort_keys=False))"], repo)
     status = run(["dvc", "status", "--json"], repo)
     changed = set(json.loads(status))
-    assert "denoise" in changed and "demo" not in changed
+    assert "denoise" in changed and "demo/dvc.yaml:demo" not in changed
     log = run(["dvc", "repro", "denoise"], repo)
-    assert "Running stage 'denoise'" in log and "Running stage 'demo'" not in log
+    assert "Running stage 'denoise'" in log and "Running stage 'demo/dvc.yaml:demo'" not in log

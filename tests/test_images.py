@@ -218,8 +218,23 @@ def _png_header_only(width: int, height: int) -> bytes:
 
 def test_huge_image_is_rejected_from_its_header(tmp_path: Path) -> None:
     (tmp_path / "huge.png").write_bytes(_png_header_only(10_000, 10_000))
-    with pytest.raises(DataError, match=r"huge\.png: image is 10000x10000 = 100000000 pixels, more than max_pixels=50000000"):
+    with pytest.raises(DataError, match=r"huge\.png: image is 10000x10000 = 100000000 pixels, more than max_pixels=50000000 \(and only JPEGs"):
         read_image(tmp_path / "huge.png")
+
+
+def test_a_jpeg_over_max_pixels_is_decoded_at_a_reduced_size(tmp_path: Path) -> None:
+    # A smooth picture so that the reduced decode can be compared with a plain downscale.
+    y, x = np.mgrid[0:300, 0:400]
+    picture = np.stack([x * 255 // 400, y * 255 // 300, (x + y) * 255 // 700], axis=2).astype(np.uint8)
+    Image.fromarray(picture).save(tmp_path / "big.jpg", quality=95)
+    assert read_image(tmp_path / "big.jpg").shape == (300, 400, 3)
+    half = read_image(tmp_path / "big.jpg", max_pixels=200 * 150)  # 1/2 fits exactly
+    assert half.shape == (150, 200, 3)
+    reference = np.asarray(Image.fromarray(picture).resize((200, 150), Image.BOX), dtype=np.float64)
+    assert np.abs(half - reference).mean() < 2.0
+    assert read_image(tmp_path / "big.jpg", max_pixels=200 * 150 - 1).shape == (75, 100, 3)  # 1/4
+    with pytest.raises(DataError, match=r"big\.jpg: image is 400x300 .* more than max_pixels=100 \(even at 1/8 size\)"):
+        read_image(tmp_path / "big.jpg", max_pixels=100)
 
 
 def test_max_pixels_is_a_parameter(tmp_path: Path) -> None:

@@ -77,3 +77,36 @@ def test_read_text_errors_name_the_file(tmp_path):
         read_text(tmp_path / "latin.txt")
     (tmp_path / "ok.txt").write_text("ok", encoding="utf-8")
     assert read_text(tmp_path / "ok.txt") == "ok"
+
+
+def _killed_writer(tmp_path, code: str) -> None:
+    """Run ``code`` (which prints 'ready' inside an atomic block) in a child and SIGKILL it there."""
+    import signal
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+
+
+def test_the_next_write_removes_temporaries_left_by_a_killed_run(tmp_path):
+    out = tmp_path / "out"
+    _killed_writer(tmp_path, "import time; from pipeline.io_utils import atomic_dir\n"
+                             "with atomic_dir('out/cache') as t:\n (t / 'big.npy').write_bytes(b'x' * 1000); print('ready', flush=True); time.sleep(60)")
+    (cache_tmp,) = out.iterdir()  # what a kill leaves behind
+    assert cache_tmp.name.startswith(".cache.") and cache_tmp.name.endswith(".tmp")
+    legacy = out / ".denoised.ab12cd_9.tmp"  # the form written before writer ids
+    legacy.mkdir()
+    live = out / f".other.{os.getpid()}-abcdefgh.tmp"  # a writer still running: not touched
+    live.write_text("in progress")
+    (out / ".notes.tmp").write_text("not ours")
+    # The next process that writes there sweeps the dead writers' leftovers, then is killed too.
+    _killed_writer(tmp_path, "import time; from pipeline.io_utils import atomic_path\n"
+                             "with atomic_path('out/last.pt') as t:\n t.write_bytes(b'x'); print('ready', flush=True); time.sleep(60)")
+    (checkpoint_tmp,) = (p for p in out.iterdir() if p.name.startswith(".last.pt."))
+    assert sorted(p.name for p in out.iterdir()) == sorted([".notes.tmp", live.name, checkpoint_tmp.name])
+    with atomic_path(out / "last.pt") as tmp:
+        tmp.write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == sorted([".notes.tmp", live.name, "last.pt"])

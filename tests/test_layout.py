@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.data.layout import SPLITS, Dataset, DatasetConfig, load_dataset, read_split, write_split
+from pipeline.data.layout import SPLITS, Dataset, DatasetConfig, csv_line, load_dataset, read_split, write_split
 from pipeline.params import load_section
 from pipeline.errors import ConfigError, DataError
 
@@ -75,8 +75,37 @@ def test_bom_and_blank_lines_are_tolerated_with_exact_line_numbers(root: Path) -
 
 def test_quoted_cells(root: Path) -> None:
     _touch(root, "img/with, comma.jpg")
-    _write(root, "gallery", 'image\n"img/with, comma.jpg"\n')
-    assert read_split(root, "gallery")["image"].tolist() == ["img/with, comma.jpg"]
+    _write(root, "train", 'image,label\n"img/with, comma.jpg",1\n')
+    assert read_split(root, "train")["image"].tolist() == ["img/with, comma.jpg"]
+
+
+@pytest.mark.parametrize("name", ["with, comma.jpg", "{brace}.jpg", "close}.jpg"])
+def test_query_gallery_names_the_submission_cannot_carry_are_refused_with_their_line(root: Path, name: str) -> None:
+    _touch(root, f"img/{name}")
+    for split in ("query", "gallery"):
+        _write(root, split, f'image\nimg/a.jpg\n\n"img/{name}"\n')
+        with pytest.raises(DataError, match=rf"{split}\.csv: line 4: image name .* cannot be written into the submission"):
+            read_split(root, split)
+
+
+def test_query_gallery_base_names_must_differ(root: Path) -> None:
+    _touch(root, "x/a.jpg", "y/a.jpg")
+    _write(root, "gallery", "image\nx/a.jpg\ny/a.jpg\n")
+    with pytest.raises(DataError, match=r"gallery\.csv: line 3: image name 'a\.jpg' is also the name on line 2"):
+        read_split(root, "gallery")
+    _write(root, "train", "image,label\nx/a.jpg,1\ny/a.jpg,2\n")  # train names never reach the submission
+    assert len(read_split(root, "train")) == 2
+
+
+def test_extra_columns_are_read_past_with_one_warning(root: Path, caplog) -> None:
+    _touch(root, "img/b.jpg")
+    _write(root, "train", "x1,image,y1,label,color\n0,img/a.jpg,5,1,red\n\n3,img/b.jpg,9,2,blue\n")
+    with caplog.at_level("WARNING"):
+        table = read_split(root, "train")
+    assert table.to_dict("list") == {"image": ["img/a.jpg", "img/b.jpg"], "label": ["1", "2"]}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "'x1', 'y1', 'color'" in warnings[0]
+    assert [csv_line(table, row) for row in range(2)] == [2, 4]  # the blank line 3 is skipped
 
 
 @pytest.mark.parametrize(
@@ -87,7 +116,8 @@ def test_quoted_cells(root: Path) -> None:
         ("train", "image,label\n", r"train\.csv: no data rows"),
         ("train", "image,camera\nimg/a.jpg,c1\n", r"train\.csv: line 1: missing required column 'label'"),
         ("query", "label\n1\n", r"query\.csv: line 1: missing required column 'image'"),
-        ("query", "image,lable\nimg/a.jpg,1\n", r"query\.csv: line 1: unknown column 'lable'"),
+        ("query", "image,lable\nimg/a.jpg,1\n", r"query\.csv: line 1: unknown column 'lable' \(did you mean 'label'\?\)"),
+        ("query", "Images,label\nimg/a.jpg,1\n", r"query\.csv: line 1: unknown column 'Images' \(did you mean 'image'\?\)"),
         ("query", "image,image\nimg/a.jpg,img/b.jpg\n", r"query\.csv: line 1: repeated column"),
         ("train", "image,label\nimg/a.jpg,1\nimg/b.jpg,\n", r"train\.csv: line 3: empty 'label' cell"),
         ("train", "image,label\nimg/a.jpg,1\n ,2\n", r"train\.csv: line 3: empty 'image' cell"),

@@ -7,6 +7,7 @@ import pytest
 
 import pipeline.evaluate.reid as reid_module
 from pipeline.errors import DataError
+from pipeline.evaluate.metrics import competition_scores
 from pipeline.evaluate.reid import centroid_gallery, reid_metrics, reid_per_query, tar_at_far
 
 
@@ -97,14 +98,10 @@ def test_matches_brute_force_reference(seed: int, camera_filter: bool, monkeypat
 
 
 def test_bad_inputs_are_data_errors() -> None:
-    with pytest.raises(DataError, match="larger than the gallery"):
-        reid_metrics(np.zeros((1, 3)), ["a"], ["a", "b", "c"], ranks=(1, 5))
     with pytest.raises(DataError, match="gallery set is empty"):
         reid_metrics(np.zeros((1, 0)), ["a"], [], ranks=(1,))
     with pytest.raises(DataError, match="query set is empty"):
         reid_metrics(np.zeros((0, 2)), [], ["a", "b"], ranks=(1,))
-    with pytest.raises(DataError, match="no query has a true match"):
-        reid_metrics(np.zeros((1, 2)), ["z"], ["a", "b"], ranks=(1,))
     with pytest.raises(DataError, match="needs query and gallery cameras"):
         reid_metrics(np.zeros((1, 2)), ["a"], ["a", "b"], ranks=(1,), camera_filter=True)
     with pytest.raises(DataError, match="NaN in query row 1"):
@@ -143,9 +140,44 @@ def test_tar_at_far_matches_threshold_sweep(seed: int, monkeypatch) -> None:
         assert result[f"tar@far={far:g}"] == pytest.approx(np.mean(genuine > threshold))
 
 
-def test_tar_needs_both_kinds_of_pairs() -> None:
-    with pytest.raises(DataError, match="genuine and impostor"):
-        tar_at_far(np.zeros((1, 2)), ["z"], ["a", "b"])
+def test_tar_without_genuine_or_impostor_pairs_is_undefined_not_an_error() -> None:
+    assert np.isnan(list(tar_at_far(np.zeros((1, 2)), ["z"], ["a", "b"], fars=(0.1,)).values())).all()
+    assert np.isnan(list(tar_at_far(np.zeros((1, 2)), ["a"], ["a", "a"], fars=(0.1,)).values())).all()
+
+
+def test_cmc_ranks_are_capped_to_a_small_gallery() -> None:
+    # 3 gallery items, ranks 1/5/10: the match of q0 is at rank 2, of q1 at rank 3.
+    dist = np.array([[0.1, 0.2, 0.3], [0.1, 0.2, 0.3]])
+    result = reid_metrics(dist, ["b", "c"], ["a", "b", "c"], ranks=(1, 5, 10))
+    assert {k: v for k, v in result.items() if k.startswith("cmc@")} == {"cmc@1": 0.0, "cmc@3": 1.0}
+    np.testing.assert_allclose(result["cmc"], [0.0, 0.5, 1.0])
+
+
+def test_no_query_with_a_match_is_counted_not_an_error() -> None:
+    result = reid_metrics(np.zeros((2, 2)), ["z", "y"], ["a", "b"], ranks=(1, 2))
+    assert result["evaluated_queries"] == 0 and result["skipped_queries"] == 2
+    assert result["cmc@1"] == 0.0 and result["cmc@2"] == 0.0
+    assert np.isnan(result["mAP"]) and np.isnan(result["mINP"])
+    # The competition metrics score such queries 0 and count them (their module docstring).
+    assert competition_scores(np.array([[0, 1], [1, 0]]), ["z", "y"], ["a", "b"], k=2) == {
+        "top1": 0.0, "map@2": 0.0, "score": 0.0, "queries_without_match": 2}
+
+
+def test_excluded_self_pairs_are_junk_and_not_relevant() -> None:
+    # q0 (label a) is gallery 0 itself; the other 'a' (gallery 2) is at rank 3, or rank 2
+    # once gallery 0 is taken out.
+    dist = np.array([[0.0, 0.5, 0.6, 0.9]])
+    q, g = ["a"], ["a", "b", "a", "c"]
+    self_pair = np.array([[0, 0]])
+    plain = reid_metrics(dist, q, g, ranks=(1, 2))
+    assert plain["cmc@1"] == 1.0 and plain["mAP"] == pytest.approx((1 + 2 / 3) / 2)
+    excluded = reid_metrics(dist, q, g, ranks=(1, 2), exclude=self_pair)
+    assert excluded["cmc@1"] == 0.0 and excluded["cmc@2"] == 1.0 and excluded["mAP"] == pytest.approx(0.5)
+    # Competition AP@2 on the list without gallery 0: [1, 2] -> hit at rank 2, 1 relevant left.
+    scores = competition_scores(np.array([[1, 2]]), q, g, k=2, exclude=self_pair)
+    assert scores["top1"] == 0.0 and scores["map@2"] == pytest.approx(0.5)
+    with pytest.raises(DataError, match="still lists its own image"):
+        competition_scores(np.array([[0, 2]]), q, g, k=2, exclude=self_pair)
 
 
 def test_centroid_gallery() -> None:
@@ -156,3 +188,14 @@ def test_centroid_gallery() -> None:
     assert centroids.dtype == np.float32
     with pytest.raises(DataError, match="'x' has a zero mean"):
         centroid_gallery(np.array([[1.0, 0.0], [-1.0, 0.0]]), ["x", "x"])
+
+
+def test_tar_at_far_leaves_excluded_self_pairs_out() -> None:
+    # q0's own image (gallery 0) scores 1.0; without it, the genuine pair is q0-g2 at 0.4 and
+    # the impostors are 0.5 (g1) and 0.3 (g3): at FAR 0.5 one may pass -> threshold 0.3 -> TAR 1.
+    similarity = np.array([[1.0, 0.5, 0.4, 0.3]])
+    labels = (["a"], ["a", "b", "a", "c"])
+    assert tar_at_far(similarity, *labels, fars=(0.1, 0.5)) == {"tar@far=0.1": 0.5, "tar@far=0.5": 1.0}
+    # Without g0: FAR 0.1 of 2 impostors lets none pass -> threshold 0.5 -> the 0.4 pair fails.
+    assert tar_at_far(similarity, *labels, fars=(0.1, 0.5), exclude=np.array([[0, 0]])) == {
+        "tar@far=0.1": 0.0, "tar@far=0.5": 1.0}

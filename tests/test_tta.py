@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -71,6 +73,17 @@ def test_extract_features_is_independent_of_batch_size():
     assert small.shape == (7, 48) and small.dtype == np.float32
     np.testing.assert_allclose(small, large, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(small, axis=1), 1.0, atol=1e-5)
+
+
+def test_extracting_from_the_read_only_cache_memmap_raises_no_warning(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, size=(3, 12, 12, 3), dtype=np.uint8)
+    np.save(tmp_path / "query.npy", images)
+    cache = np.load(tmp_path / "query.npy", mmap_mode="r")
+    common = dict(input_size=12, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), cfg=TTAConfig())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from_cache = extract_features(PixelProbe(), cache, **common)
+    np.testing.assert_array_equal(from_cache, extract_features(PixelProbe(), images, **common))
 
 
 def test_average_fold_features_hand_case():

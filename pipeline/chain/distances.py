@@ -32,6 +32,22 @@ class CandidateLists:
             raise DataError(f"only {self.indices.shape[1]} candidates per query, {k} asked for")
         return self.indices[:, :k]
 
+    def without(self, pairs: np.ndarray) -> CandidateLists:
+        """These lists with each (query, gallery) pair of ``pairs`` taken out (a query's own image).
+
+        Rows stay equally long: every row is cut to C minus the most pairs any row lost.
+        """
+        pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        if pairs.size == 0:
+            return self
+        drop = np.zeros(self.indices.shape, dtype=bool)
+        for q, g in pairs:
+            drop[q] |= self.indices[q] == g
+        width = self.indices.shape[1] - int(drop.sum(axis=1).max())
+        # A stable sort of the keep flags moves the kept entries to the front, order intact.
+        order = np.argsort(drop, axis=1, kind="stable")[:, :width]
+        return CandidateLists(np.take_along_axis(self.indices, order, 1), np.take_along_axis(self.values, order, 1))
+
     def to_dense(self, num_gallery: int) -> np.ndarray:
         """(Nq, Ng) distances; gallery items outside a query's list rank last (+inf)."""
         dense = np.full((self.indices.shape[0], num_gallery), np.inf, dtype=np.float32)

@@ -4,7 +4,7 @@ submission), CMC curves and rank-list pictures of the best and worst queries."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ class EvaluateConfig:
     cmc: str = "outputs/cmc.csv"
     report: str = "outputs/report"  # CMC picture and rank lists
     k: int = 10
+    cmc_ranks: tuple[int, ...] = (1, 5, 10, 20)  # CMC@r in metrics.json (capped to the gallery size); the curve runs to the largest
     camera_filter: bool = False  # Market-1501 protocol; off where cameras carry no viewpoint (grocery)
     centroid: bool = False  # also score each model against per-identity mean gallery embeddings
     tar_fars: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
@@ -33,6 +34,8 @@ class EvaluateConfig:
     def validate(self) -> None:
         if self.k < 1 or self.ranklists < 0:
             raise ValueError("k must be at least 1 and ranklists at least 0")
+        if not self.cmc_ranks or min(self.cmc_ranks) < 1:
+            raise ValueError(f"cmc_ranks must be a non-empty list of ranks >= 1, got {list(self.cmc_ranks)}")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Truth:
 
     query: pd.DataFrame  # image, label[, camera]
     gallery: pd.DataFrame
+    excluded: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))  # (query, gallery) self-matches
 
     def cameras(self) -> tuple[np.ndarray | None, np.ndarray | None]:
         if "camera" in self.query and "camera" in self.gallery:
@@ -55,9 +59,13 @@ def score_lists(lists: CandidateLists, truth: Truth, cfg: EvaluateConfig) -> dic
     than the gallery, mAP and mINP are lower bounds; the chain's default keeps every item.
     """
     q_labels, g_labels = truth.query["label"].to_numpy(), truth.gallery["label"].to_numpy()
-    row: dict[str, object] = dict(competition_scores(lists.ranking(cfg.k), q_labels, g_labels, cfg.k))
+    lists = lists.without(truth.excluded)
+    row: dict[str, object] = dict(competition_scores(lists.ranking(cfg.k), q_labels, g_labels, cfg.k, truth.excluded))
     q_cams, g_cams = truth.cameras()
-    reid = reid_metrics(lists.to_dense(len(g_labels)), q_labels, g_labels, q_cams, g_cams, camera_filter=cfg.camera_filter)
+    reid = reid_metrics(
+        lists.to_dense(len(g_labels)), q_labels, g_labels, q_cams, g_cams,
+        ranks=cfg.cmc_ranks, camera_filter=cfg.camera_filter, exclude=truth.excluded,
+    )
     row.update({key: value for key, value in reid.items() if key != "cmc"})
     row["cmc"] = reid["cmc"]
     return row
@@ -66,7 +74,8 @@ def score_lists(lists: CandidateLists, truth: Truth, cfg: EvaluateConfig) -> dic
 def score_raw_features(query: np.ndarray, gallery: np.ndarray, truth: Truth, cfg: EvaluateConfig) -> dict[str, float]:
     """TAR at the configured FARs on plain cosine similarity (genuine pairs = same label)."""
     similarity = 1.0 - pairwise_distance(query, gallery, metric="cosine")
-    return tar_at_far(similarity, truth.query["label"].to_numpy(), truth.gallery["label"].to_numpy(), cfg.tar_fars)
+    return tar_at_far(similarity, truth.query["label"].to_numpy(), truth.gallery["label"].to_numpy(), cfg.tar_fars,
+                      exclude=truth.excluded)
 
 
 def score_centroids(query: np.ndarray, gallery: np.ndarray, truth: Truth, cfg: EvaluateConfig) -> dict[str, float]:
@@ -89,8 +98,8 @@ def draw_ranklists(
     if cfg.ranklists == 0:
         return []
     q_labels, g_labels = truth.query["label"].to_numpy(), truth.gallery["label"].to_numpy()
-    ranking = lists.ranking(cfg.k)
-    ap = competition_per_query(ranking, q_labels, g_labels, cfg.k).ap
+    ranking = lists.without(truth.excluded).ranking(cfg.k)
+    ap = competition_per_query(ranking, q_labels, g_labels, cfg.k, truth.excluded).ap
     best, worst = best_and_worst_queries(ap, cfg.ranklists)
     written = []
     for kind, picks in (("best", best), ("worst", worst)):

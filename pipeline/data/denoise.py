@@ -2,14 +2,18 @@
 
 ``denoise_dataset(src_root, out_root, cfg)`` writes, atomically as one folder::
 
-    <out_root>/train.csv, query.csv, gallery.csv   copied unchanged
+    <out_root>/train.csv, query.csv, gallery.csv   the tables as read (known columns only)
     <out_root>/<every image path the CSVs name>    repaired if found noisy, else the source file
     <out_root>/report.csv                           image,split,noise,sigma,impulse_fraction,action
+    <out_root>/self_matches.csv                     query,gallery,reason (pipeline/data/self_match.py)
 
-Query and gallery images are always examined; train images only with ``apply_to_train``
-(train images are otherwise linked through untouched). An unchanged image is hard-linked
-(falling back to a byte copy across filesystems), so the copy costs almost no disk space.
-A repaired image keeps its file name and format.
+As the first stage that reads the dataset, it checks all of it: every image of every split
+is decoded (train images too), so a bad file stops the chain here with the user's file and
+CSV line, not one stage later with the path of a copy. Query and gallery images are examined
+for noise; train images only with ``apply_to_train`` (otherwise they are linked through
+untouched). An unchanged image is hard-linked (falling back to a byte copy across
+filesystems), so the copy costs almost no disk space. A repaired image keeps its file name
+and format.
 """
 
 from __future__ import annotations
@@ -25,15 +29,17 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline.data.images import read_image, write_image
-from pipeline.data.layout import SPLITS, read_split, split_path
+from pipeline.data.layout import SPLITS, SelfMatchMode, csv_line, read_split, split_path, write_split
 from pipeline.data.noise_estimate import NoiseEstimate, estimate_noise
 from pipeline.data.noise_repair import DenoiseConfig, repair
+from pipeline.data.self_match import check_self_matches, write_self_matches
+from pipeline.errors import DataError
 from pipeline.io_utils import atomic_dir, write_csv
 
 # Re-exported: the stage's whole API importable from one place.
 __all__ = ["REPORT_COLUMNS", "DenoiseConfig", "NoiseEstimate", "denoise_dataset", "denoise_file", "estimate_noise", "repair"]
 
-_Job = tuple[str, str, str, str, DenoiseConfig]
+_Job = tuple[str, str, str, str, int, bool, DenoiseConfig]  # src, out, image, split, CSV line, examine, cfg
 
 REPORT_COLUMNS = ["image", "split", "noise", "sigma", "impulse_fraction", "action"]
 
@@ -45,12 +51,24 @@ def _place_unchanged(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def denoise_file(src_root: Path, out_root: Path, image: str, split: str, cfg: DenoiseConfig) -> dict[str, object]:
-    """Examine one image, write its repaired (or unchanged) copy, and return its report row."""
+def denoise_file(
+    src_root: Path, out_root: Path, image: str, split: str, cfg: DenoiseConfig, *, line: int = 0, examine: bool = True
+) -> dict[str, object] | None:
+    """Decode one image; examine it (``examine``) and return its report row, write its copy.
+
+    A decoding error names the split's CSV and ``line`` (when given) before the file.
+    """
     src, dst = src_root / image, out_root / image
     dst.parent.mkdir(parents=True, exist_ok=True)
-    rgb = read_image(src)
-    estimate = estimate_noise(rgb, cfg.gaussian_threshold, cfg.impulse_threshold)
+    try:
+        rgb = read_image(src)
+    except DataError as error:
+        where = f"{split_path(src_root, split)}: line {line}: " if line else ""
+        raise DataError(f"{where}{error}") from error
+    if not examine:
+        _place_unchanged(src, dst)
+        return None
+    estimate = estimate_noise(rgb, cfg.gaussian_threshold, cfg.impulse_threshold, cfg.grey_threshold)
     repaired, action = repair(rgb, estimate, cfg)
     if repaired is rgb:
         _place_unchanged(src, dst)
@@ -60,30 +78,30 @@ def denoise_file(src_root: Path, out_root: Path, image: str, split: str, cfg: De
             "impulse_fraction": estimate.impulse_fraction, "action": action}
 
 
-def _denoise_job(job: _Job) -> dict[str, object]:
-    src_root, out_root, image, split, cfg = job
-    return denoise_file(Path(src_root), Path(out_root), image, split, cfg)
+def _denoise_job(job: _Job) -> dict[str, object] | None:
+    src_root, out_root, image, split, line, examine, cfg = job
+    return denoise_file(Path(src_root), Path(out_root), image, split, cfg, line=line, examine=examine)
 
 
-def denoise_dataset(src_root: Path, out_root: Path, cfg: DenoiseConfig) -> pd.DataFrame:
+def denoise_dataset(
+    src_root: Path, out_root: Path, cfg: DenoiseConfig, self_matches: SelfMatchMode = "error"
+) -> pd.DataFrame:
     """Write the repaired full copy of ``src_root`` at ``out_root``; return the report table."""
     cfg.validate()
     src_root, out_root = Path(src_root), Path(out_root)
     tables = {split: read_split(src_root, split) for split in SPLITS}
+    matches = check_self_matches(src_root, tables["query"], tables["gallery"], self_matches)
     examined = {"query", "gallery"} | ({"train"} if cfg.apply_to_train else set())
     with atomic_dir(out_root) as tmp:
         for split, table in tables.items():
-            shutil.copy2(split_path(src_root, split), split_path(tmp, split))
-            if split not in examined:
-                for image in table["image"]:
-                    (tmp / image).parent.mkdir(parents=True, exist_ok=True)
-                    _place_unchanged(src_root / image, tmp / image)
+            write_split(tmp, split, table)
+        write_self_matches(tmp, matches)
         jobs = [
-            (str(src_root), str(tmp), image, split, cfg)
-            for split in SPLITS if split in examined
-            for image in tables[split]["image"]
+            (str(src_root), str(tmp), image, split, csv_line(table, row), split in examined, cfg)
+            for split, table in tables.items()
+            for row, image in enumerate(table["image"])
         ]
-        rows = _run(jobs, cfg.workers)
+        rows = [row for row in _run(jobs, cfg.workers) if row is not None]
         report = pd.DataFrame(rows, columns=REPORT_COLUMNS)
         write_csv(tmp / "report.csv", report)
     return report
@@ -94,7 +112,7 @@ def _single_threaded_opencv() -> None:
     cv2.setNumThreads(1)
 
 
-def _run(jobs: list[_Job], workers: int) -> list[dict[str, object]]:
+def _run(jobs: list[_Job], workers: int) -> list[dict[str, object] | None]:
     progress = dict(total=len(jobs), desc="denoise", unit="img")
     if workers == 1:
         return [_denoise_job(job) for job in tqdm(jobs, **progress)]

@@ -13,13 +13,19 @@ project. Everything a real dataset throws at a pipeline is normalised here once:
   ignored (colour-managed conversion would add a dependency for a rarely visible change).
 
 Unusable files raise :class:`DataError` naming the file. ``max_pixels`` (default 50 MP, e.g.
-a 7071x7071 image) is checked from the header before any pixel is decoded, so a
-decompression bomb costs nothing; raise it explicitly for very large scans.
+a 7071x7071 image) bounds what is decoded, checked from the header before any pixel is:
+every stage shrinks images far below it, so a larger JPEG is decoded at a reduced size
+(libjpeg's DCT scaling by 1/2, 1/4 or 1/8, Pillow's ``draft``), which costs less than the
+full decode; a 10000x10000 phone photo comes out 5000x5000. Other formats cannot be decoded
+smaller, and a JPEG still over the limit at 1/8 is a decompression bomb: both are refused
+(raise ``max_pixels`` explicitly for very large scans). Pillow itself refuses any header
+above twice its own limit (about 179 MP) before this module sees it.
 """
 
 from __future__ import annotations
 
 import warnings
+import math
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +41,7 @@ JPEG_QUALITY = 95
 _WHITE = (255, 255, 255, 255)
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+_JPEG_SCALES = (2, 4, 8)  # the reductions libjpeg decodes directly
 
 
 def read_image(
@@ -52,15 +59,12 @@ def read_image(
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 width, height = image.size
-                if width * height > max_pixels:
-                    raise DataError(
-                        f"{name}: image is {width}x{height} = {width * height} pixels, "
-                        f"more than max_pixels={max_pixels}"
-                    )
                 if min(width, height) < min_side:
                     raise DataError(
                         f"{name}: image is {width}x{height}, smaller than min_side={min_side} pixels"
                     )
+                if width * height > max_pixels:
+                    _reduce_or_refuse(image, name, max_pixels)
                 image.load()
                 image = ImageOps.exif_transpose(image)
                 return _to_rgb_array(image)
@@ -77,6 +81,21 @@ def read_image(
         # Pillow reports truncated/corrupt data as OSError, SyntaxError (bad PNG chunks) or
         # ValueError (bad EXIF) depending on the codec.
         raise DataError(f"{name}: {_describe(error)}") from error
+
+
+def _reduce_or_refuse(image: Image.Image, name: str, max_pixels: int) -> None:
+    """Set a JPEG to decode at the least reduction that fits ``max_pixels``; refuse anything else."""
+    width, height = image.size
+    if image.format == "JPEG":
+        for scale in _JPEG_SCALES:
+            if math.ceil(width / scale) * math.ceil(height / scale) <= max_pixels:
+                image.draft(image.mode, (math.ceil(width / scale), math.ceil(height / scale)))
+                return
+    reducible = "even at 1/8 size" if image.format == "JPEG" else "and only JPEGs can be decoded smaller"
+    raise DataError(
+        f"{name}: image is {width}x{height} = {width * height} pixels, more than max_pixels={max_pixels} "
+        f"({reducible}): a decompression bomb, or raise max_pixels"
+    )
 
 
 def _describe(error: BaseException) -> str:

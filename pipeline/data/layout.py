@@ -5,9 +5,15 @@
     <root>/gallery.csv   image[,label][,camera]
 
 ``image`` is a path relative to ``<root>`` (forward slashes). Every cell is read as a string
-("007" stays "007"). Columns other than these three are an error, so a misspelled ``lable``
-is caught instead of silently dropping the labels used for scoring. A split with no data
-rows is an error too: every later stage would fail on it less clearly.
+("007" stays "007"). Other columns (bounding boxes, attributes) are read past with one
+warning per file, but a column whose name is close to a known one (``lable``) is an error,
+so a misspelling never silently drops the labels used for scoring. A split with no data
+rows is an error too: every later stage would fail on it less clearly. Query and gallery
+image names must fit the submission format (``query.jpg,{g1.jpg,...}``): a base name with
+``,{}`` or a line break, or a base name shared by two rows of one split, is refused here,
+before any training, naming the CSV line.
+
+Each table remembers the CSV line of each row (:func:`csv_line`) for later messages.
 
 The CSV is parsed with the standard ``csv`` module rather than ``pandas.read_csv`` because
 errors must name the physical line (header = line 1) and pandas skips blank lines without
@@ -17,9 +23,13 @@ telling which rows moved.
 from __future__ import annotations
 
 import csv
+import difflib
+import logging
 import posixpath
+import re
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
+from typing import Literal
 
 import pandas as pd
 
@@ -28,6 +38,13 @@ from pipeline.io_utils import read_text, write_csv
 
 SPLITS = ("train", "query", "gallery")
 COLUMNS = ("image", "label", "camera")
+RANKED_SPLITS = ("query", "gallery")  # their base names are written into the submission
+SelfMatchMode = Literal["error", "exclude"]
+
+_UNSUBMITTABLE = re.compile(r"[,{}\r\n]")  # the submission format's own punctuation
+_LINES = "csv_lines"  # DataFrame.attrs key: the CSV line of each row
+
+log = logging.getLogger(__name__)
 
 
 def split_path(root: str | Path, split: str) -> Path:
@@ -57,8 +74,10 @@ def read_split(root: str | Path, split: str, *, check_files: bool = True) -> pd.
     try:
         header = next(reader)
         columns = _check_header(csv_path, split, header)
-        values: dict[str, list[str]] = {name: [] for name in columns}
+        known = [i for i, name in enumerate(columns) if name in COLUMNS]
+        values: dict[str, list[str]] = {columns[i]: [] for i in known}
         first_line: dict[str, int] = {}
+        names = _BaseNames(csv_path) if split in RANKED_SPLITS else None
         for row in reader:
             line = reader.line_num
             if not row:
@@ -67,10 +86,10 @@ def read_split(root: str | Path, split: str, *, check_files: bool = True) -> pd.
                 raise DataError(
                     f"{csv_path}: line {line}: expected {len(columns)} fields ({','.join(columns)}), got {len(row)}"
                 )
-            for name, cell in zip(columns, row):
-                if not cell.strip():
-                    raise DataError(f"{csv_path}: line {line}: empty '{name}' cell")
-                values[name].append(cell)
+            for i in known:
+                if not row[i].strip():
+                    raise DataError(f"{csv_path}: line {line}: empty '{columns[i]}' cell")
+                values[columns[i]].append(row[i])
             image = row[columns.index("image")]
             key = check_image_path(csv_path, line, image)
             if key in first_line:
@@ -78,6 +97,8 @@ def read_split(root: str | Path, split: str, *, check_files: bool = True) -> pd.
                     f"{csv_path}: line {line}: duplicate image '{image}' (first listed on line {first_line[key]})"
                 )
             first_line[key] = line
+            if names is not None:
+                names.add(line, key)
             if check_files and not (root / key).is_file():
                 raise DataError(f"{csv_path}: line {line}: image file not found: {root / key}")
     except csv.Error as error:
@@ -85,16 +106,59 @@ def read_split(root: str | Path, split: str, *, check_files: bool = True) -> pd.
     if not first_line:
         raise DataError(f"{csv_path}: no data rows after the header")
     # Canonical column order, whatever the order in the file.
-    return pd.DataFrame({name: pd.Series(values[name], dtype=str) for name in _canonical(columns)})
+    frame = pd.DataFrame({name: pd.Series(values[name], dtype=str) for name in _canonical(columns)})
+    frame.attrs[_LINES] = list(first_line.values())
+    return frame
+
+
+def csv_line(table: pd.DataFrame, row: int) -> int:
+    """The CSV line (header = 1) of 0-based ``row`` of a table from :func:`read_split`."""
+    lines = table.attrs.get(_LINES)
+    return int(lines[row]) if lines is not None and len(lines) == len(table) else row + 2
+
+
+def submission_name(image: str) -> str:
+    """The name the submission file uses for ``image``: its base name."""
+    return posixpath.basename(image.replace("\\", "/"))
+
+
+def unsubmittable(name: str) -> bool:
+    """True when ``name`` is empty or holds the submission format's punctuation (``,{}``, line breaks)."""
+    return not name or _UNSUBMITTABLE.search(name) is not None
+
+
+class _BaseNames:
+    """Query/gallery rows must have distinct base names that the submission format can carry."""
+
+    def __init__(self, csv_path: Path) -> None:
+        self.csv_path = csv_path
+        self.first_line: dict[str, int] = {}
+
+    def add(self, line: int, image: str) -> None:
+        name = submission_name(image)
+        if unsubmittable(name):
+            raise DataError(
+                f"{self.csv_path}: line {line}: image name {name!r} cannot be written into the submission "
+                "(it is empty or holds one of , { } or a line break): rename the file"
+            )
+        if name in self.first_line:
+            raise DataError(
+                f"{self.csv_path}: line {line}: image name {name!r} is also the name on line "
+                f"{self.first_line[name]}; the submission names images by base name, so they must differ"
+            )
+        self.first_line[name] = line
 
 
 def _check_header(csv_path: Path, split: str, header: list[str]) -> list[str]:
     columns = [name.strip() for name in header]
     unknown = [name for name in columns if name not in COLUMNS]
+    for name in unknown:
+        close = difflib.get_close_matches(name.lower(), COLUMNS, n=1, cutoff=0.75)
+        if close:
+            raise DataError(f"{csv_path}: line 1: unknown column '{name}' (did you mean '{close[0]}'?)")
     if unknown:
-        raise DataError(
-            f"{csv_path}: line 1: unknown column '{unknown[0]}' (allowed: {', '.join(COLUMNS)})"
-        )
+        log.warning("%s: ignoring column(s) %s (read: %s)", csv_path, ", ".join(map(repr, unknown)),
+                    ", ".join(c for c in columns if c in COLUMNS))
     if len(set(columns)) != len(columns):
         raise DataError(f"{csv_path}: line 1: repeated column name in header {header}")
     for name in _required(split):
@@ -165,6 +229,9 @@ class DatasetConfig:
     """params.yaml section ``dataset``: the canonical-layout folder the chain starts from."""
 
     root: str
+    # A query that is also a gallery image: stop with an error naming both rows ("error"), or
+    # take each query's own image out of its ranking ("exclude"; see pipeline/data/self_match.py).
+    self_matches: SelfMatchMode = "error"
 
     def validate(self) -> None:
         if not self.root:

@@ -27,6 +27,15 @@ def normalize_batch(
     return x.sub_(mean_t).div_(std_t).contiguous()
 
 
+def batch_tensor(rows: np.ndarray) -> torch.Tensor:
+    """A tensor of ``rows`` that owns a writable copy.
+
+    Rows of the read-only cache memmap would otherwise be shared with torch, which warns on
+    every call that writing through the tensor is undefined behaviour.
+    """
+    return torch.from_numpy(np.array(rows, copy=True, order="C"))
+
+
 class AugmentedImages(Dataset):
     """Items ``(position, seed)`` from the PK sampler -> (augmented uint8 HxWx3, class id).
 

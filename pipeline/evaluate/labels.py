@@ -47,3 +47,10 @@ def check_rows(n_rows: int, n_labels: int, what: str) -> None:
     """A matrix side must match its label column; a mismatch usually means mixed-up files."""
     if n_rows != n_labels:
         raise DataError(f"{what}: {n_rows} rows in the scores but {n_labels} labels")
+
+
+def as_pairs(pairs: np.ndarray | Sequence[Sequence[int]] | None) -> np.ndarray:
+    """(query, gallery) index pairs as a unique (n, 2) int64 array; None gives none."""
+    if pairs is None:
+        return np.zeros((0, 2), dtype=np.int64)
+    return np.unique(np.asarray(pairs, dtype=np.int64).reshape(-1, 2), axis=0)

@@ -7,7 +7,11 @@ AP@k, as the competition defines it, for one query with ranked list ``g1..gk``::
 where ``rel(i)`` is 1 when ``gi`` has the query's label and ``n_rel`` counts the gallery
 items with that label. A query with no relevant gallery item at all scores 0 for both
 top-1 and AP@k (it stays in the averages, as on a leaderboard) and is counted in
-``queries_without_match``.
+``queries_without_match``; a test set where no query has a match scores 0, it is not an error.
+
+``exclude`` lists (query, gallery) index pairs that are the query's own image
+(``dataset.self_matches: exclude``): the ranking must not contain them, and they do not
+count among the query's relevant items.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from numbers import Integral, Real
 import numpy as np
 
 from pipeline.errors import DataError
-from pipeline.evaluate.labels import Labels, check_rows, encode_pair
+from pipeline.evaluate.labels import Labels, as_pairs, check_rows, encode_pair
 from pipeline.io_utils import write_json
 
 
@@ -66,27 +70,39 @@ class CompetitionPerQuery:
     has_match: np.ndarray  # bool: some gallery item has the query's label
 
 
+def relevant_counts(query: np.ndarray, gallery: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+    """Per query, the gallery items sharing its label code, less its ``exclude`` pairs that do."""
+    counts = np.bincount(gallery, minlength=int(max(query.max(), gallery.max())) + 1)[query]
+    q, g = as_pairs(exclude).T
+    np.subtract.at(counts, q, (gallery[g] == query[q]).astype(counts.dtype))
+    return counts
+
+
 def competition_per_query(
-    ranked: np.ndarray, query_labels: Labels, gallery_labels: Labels, k: int = 10
+    ranked: np.ndarray, query_labels: Labels, gallery_labels: Labels, k: int = 10, exclude: np.ndarray | None = None
 ) -> CompetitionPerQuery:
     """AP@k and top-1 hit for every query (see the module docstring for the definition)."""
     query, gallery = encode_pair(query_labels, gallery_labels)
     top = check_ranking(ranked, query.size, gallery.size, k)
+    q, g = as_pairs(exclude).T
+    listed = np.flatnonzero((top[q] == g[:, None]).any(axis=1))
+    if listed.size:
+        raise DataError(f"ranking: query row {int(q[listed[0]])} still lists its own image (gallery {int(g[listed[0]])})")
     relevant = gallery[top] == query[:, None]
-    n_relevant = np.bincount(gallery, minlength=int(max(query.max(), gallery.max())) + 1)[query]
+    n_relevant = relevant_counts(query, gallery, exclude)
     precision = np.cumsum(relevant, axis=1) / np.arange(1, k + 1)
     ap = (precision * relevant).sum(axis=1) / np.maximum(np.minimum(k, n_relevant), 1)
     return CompetitionPerQuery(ap=ap, top1=relevant[:, 0], has_match=n_relevant > 0)
 
 
 def competition_scores(
-    ranked: np.ndarray, query_labels: Labels, gallery_labels: Labels, k: int = 10
+    ranked: np.ndarray, query_labels: Labels, gallery_labels: Labels, k: int = 10, exclude: np.ndarray | None = None
 ) -> dict[str, float]:
     """``{"top1", f"map@{k}", "score", "queries_without_match"}`` for a ranking.
 
     ``ranked`` is (Nq, >=k) gallery indices, best first; score = 0.5*top1 + 0.5*map@k.
     """
-    per_query = competition_per_query(ranked, query_labels, gallery_labels, k)
+    per_query = competition_per_query(ranked, query_labels, gallery_labels, k, exclude)
     top1 = float(per_query.top1.mean())
     map_k = float(per_query.ap.mean())
     return {

@@ -3,8 +3,12 @@
 Protocol (Market-1501 semantics): for each query the whole gallery is ranked by distance,
 smallest first, ties broken by gallery index (the order of a stable argsort). With
 ``camera_filter`` on, gallery items with the query's label AND the query's camera are
-removed from that query's list (junk); a query left without a true match is skipped and
-counted in ``skipped_queries``. mAP is over the full ranking, not truncated.
+removed from that query's list (junk), as are the (query, gallery) pairs in ``exclude`` (a
+query's own image, ``dataset.self_matches: exclude``). A query left without a true match is
+skipped and counted in ``skipped_queries``; when every query is skipped, CMC is 0 at every
+rank and mAP / mINP are NaN (null in metrics.json): nothing to average, and not an error.
+mAP is over the full ranking, not truncated. CMC ranks beyond the gallery size are capped
+to it (a gallery of 7 reports cmc@1, cmc@5 and cmc@7 for ranks 1/5/10).
 
 Speed: a stable argsort of 10k x 40k float32 costs ~35 s on 2 cores. This module sorts
 only the distance *values* (numpy's SIMD sort, ~20x faster), finds each same-label item's
@@ -23,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.errors import DataError
-from pipeline.evaluate.labels import Labels, as_label_array, check_rows, encode_pair
+from pipeline.evaluate.labels import Labels, as_label_array, as_pairs, check_rows, encode_pair
 
 _CHUNK_BYTES = 64 << 20  # rows per sort chunk: bounded memory for a memmapped distance matrix
 
@@ -81,6 +85,7 @@ def reid_per_query(
     query_cameras: Labels | None = None,
     gallery_cameras: Labels | None = None,
     camera_filter: bool = False,
+    exclude: np.ndarray | None = None,
 ) -> ReidPerQuery:
     """AP, INP and first-match rank for every query (protocol in the module docstring)."""
     query, gallery = encode_pair(query_labels, gallery_labels)
@@ -96,6 +101,10 @@ def reid_per_query(
     by_label = np.argsort(gallery, kind="stable")
     bounds = np.searchsorted(gallery[by_label], np.arange(int(max(query.max(), gallery.max())) + 2))
 
+    excluded: dict[int, list[int]] = {}
+    for q, g in as_pairs(exclude):
+        excluded.setdefault(int(q), []).append(int(g))
+
     n_query = query.size
     ap = np.full(n_query, np.nan)
     inp = np.full(n_query, np.nan)
@@ -110,8 +119,10 @@ def reid_per_query(
             if same.size == 0:
                 continue
             positions = _stable_positions(chunk[r], sorted_chunk[r], same)
+            junk = np.isin(same, excluded.get(i, []))
             if camera_filter:
-                junk = gallery_cam[same] == query_cam[i]
+                junk |= gallery_cam[same] == query_cam[i]
+            if junk.any():
                 good = np.sort(positions[~junk])
                 # Each junk item ahead of a match moves that match up one place.
                 good -= np.searchsorted(np.sort(positions[junk]), good)
@@ -134,33 +145,31 @@ def reid_metrics(
     gallery_cameras: Labels | None = None,
     ranks: Sequence[int] = (1, 5, 10),
     camera_filter: bool = False,
+    exclude: np.ndarray | None = None,
 ) -> dict:
     """CMC, mAP and mINP over the evaluated queries.
 
-    Returns ``"cmc"`` (float64 array, CMC at ranks 1..max(ranks), as fractions),
-    ``"cmc@<r>"`` for each r in ``ranks``, ``"mAP"``, ``"mINP"``, ``"evaluated_queries"``
-    and ``"skipped_queries"``. DataError when a rank exceeds the gallery size or when no
-    query has a match.
+    Returns ``"cmc"`` (float64 array, CMC at ranks 1..max(ranks), as fractions; ranks capped
+    to the gallery size), ``"cmc@<r>"`` for each (capped) r in ``ranks``, ``"mAP"``,
+    ``"mINP"``, ``"evaluated_queries"`` and ``"skipped_queries"``.
     """
     ranks = [int(r) for r in ranks]
     if not ranks or min(ranks) < 1:
         raise DataError(f"reid metrics: CMC ranks must be positive, got {ranks}")
-    max_rank = max(ranks)
     n_gallery = np.shape(dist)[1] if np.ndim(dist) == 2 else 0
-    if 0 < n_gallery < max_rank:  # an empty gallery gets its own error below
-        raise DataError(f"reid metrics: CMC rank {max_rank} is larger than the gallery ({n_gallery} images)")
-    per_query = reid_per_query(dist, query_labels, gallery_labels, query_cameras, gallery_cameras, camera_filter)
+    if n_gallery:  # an empty gallery gets its own error below
+        ranks = sorted({min(r, n_gallery) for r in ranks})
+    max_rank = max(ranks)
+    per_query = reid_per_query(dist, query_labels, gallery_labels, query_cameras, gallery_cameras, camera_filter, exclude)
     evaluated = per_query.evaluated
     n_eval = int(evaluated.sum())
-    if n_eval == 0:
-        raise DataError("reid metrics: no query has a true match in the gallery (after camera filtering)")
     first = per_query.first_match_rank[evaluated]
     hits_at = np.bincount(np.minimum(first, max_rank + 1), minlength=max_rank + 2)[1 : max_rank + 1]
-    cmc = np.cumsum(hits_at) / n_eval
+    cmc = np.cumsum(hits_at) / max(n_eval, 1)
     result: dict = {"cmc": cmc}
     result.update({f"cmc@{r}": float(cmc[r - 1]) for r in ranks})
-    result["mAP"] = float(np.mean(per_query.ap[evaluated]))
-    result["mINP"] = float(np.mean(per_query.inp[evaluated]))
+    result["mAP"] = float(np.mean(per_query.ap[evaluated])) if n_eval else math.nan
+    result["mINP"] = float(np.mean(per_query.inp[evaluated])) if n_eval else math.nan
     result["evaluated_queries"] = n_eval
     result["skipped_queries"] = int(evaluated.size - n_eval)
     return result
@@ -178,6 +187,7 @@ def tar_at_far(
     fars: Sequence[float] = (1e-4, 1e-3, 1e-2),
     *,
     is_distance: bool = False,
+    exclude: np.ndarray | None = None,
 ) -> dict[str, float]:
     """True-accept rate at each false-accept rate, over all query x gallery pairs.
 
@@ -186,17 +196,24 @@ def tar_at_far(
     when its similarity is strictly above the threshold; for each FAR the threshold is
     the lowest one that accepts at most floor(FAR * n_impostor) impostor pairs, so the
     achieved FAR never exceeds the target (a FAR below 1/n_impostor means no impostor
-    may pass). Keys: ``f"tar@far={far:g}"``, e.g. ``"tar@far=0.001"``.
+    may pass). Keys: ``f"tar@far={far:g}"``, e.g. ``"tar@far=0.001"``; NaN without genuine
+    or without impostor pairs. The (query, gallery) pairs in ``exclude`` (a query's own
+    image) are neither genuine nor impostor.
     """
     fars = [float(f) for f in fars]
     if not fars or not all(0.0 < f < 1.0 for f in fars):
         raise ValueError(f"tar_at_far: each FAR must lie in (0, 1), got {fars}")
     query, gallery = encode_pair(query_labels, gallery_labels)
     scores = _check_scores(scores, query.size, gallery.size, "score matrix")
-    n_genuine = int(np.bincount(gallery, minlength=int(max(query.max(), gallery.max())) + 1)[query].sum())
-    n_impostor = query.size * gallery.size - n_genuine
+    pairs = as_pairs(exclude)
+    excluded_genuine = int((gallery[pairs[:, 1]] == query[pairs[:, 0]]).sum())
+    all_genuine = int(np.bincount(gallery, minlength=int(max(query.max(), gallery.max())) + 1)[query].sum())
+    n_genuine = all_genuine - excluded_genuine
+    n_impostor = query.size * gallery.size - all_genuine - (len(pairs) - excluded_genuine)
     if n_genuine == 0 or n_impostor == 0:
-        raise DataError(f"tar_at_far: needs genuine and impostor pairs, got {n_genuine} and {n_impostor}")
+        # Undefined rather than an error: a test set without matches is still scored (as 0 /
+        # NaN, written null), like the queries without a match in the other metrics.
+        return {f"tar@far={far:g}": math.nan for far in fars}
     allowed = {far: _false_accepts_allowed(far, n_impostor) for far in fars}
     keep = min(max(allowed.values()) + 1, n_impostor)
 
@@ -208,9 +225,12 @@ def tar_at_far(
             raise DataError(f"score matrix: NaN in query rows {start}..{stop - 1}")
         if is_distance:
             np.negative(similarity, out=similarity)
-        genuine = gallery[None, :] == query[start:stop, None]
+        ignored = np.zeros(similarity.shape, dtype=bool)
+        rows = pairs[(pairs[:, 0] >= start) & (pairs[:, 0] < stop)]
+        ignored[rows[:, 0] - start, rows[:, 1]] = True
+        genuine = (gallery[None, :] == query[start:stop, None]) & ~ignored
         genuine_parts.append(similarity[genuine])
-        similarity[genuine] = -np.inf  # genuine pairs never take an impostor's place below
+        similarity[genuine | ignored] = -np.inf  # never take an impostor's place below
         merged = np.concatenate([top_impostors, similarity.ravel()])
         top_impostors = np.partition(merged, merged.size - keep)[-keep:] if merged.size > keep else merged
     top_impostors = np.sort(top_impostors)[::-1]

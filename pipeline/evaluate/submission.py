@@ -10,26 +10,26 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
+from pipeline.data.layout import submission_name, unsubmittable
 from pipeline.errors import DataError
 from pipeline.evaluate.metrics import check_ranking
 from pipeline.io_utils import read_text, write_text
 
 _LINE = re.compile(r"([^,{}]+),\{([^{}]*)\}")
-_FORBIDDEN = re.compile(r"[,{}\r\n]")
 
 
 def image_names(paths: Sequence[str | os.PathLike[str]], what: str) -> list[str]:
     """Base names of ``paths``; DataError if one is empty, holds ``,{}`` or occurs twice."""
-    names = [PurePosixPath(os.fspath(p).replace("\\", "/")).name for p in paths]
+    names = [submission_name(os.fspath(p)) for p in paths]
     if not names:
         raise DataError(f"{what}: the set is empty")
     first_row: dict[str, int] = {}
     for row, name in enumerate(names):
-        if not name or _FORBIDDEN.search(name):
+        if unsubmittable(name):
             raise DataError(f"{what}: row {row}: image name {name!r} is empty or contains one of , {{ }} or a line break")
         if name in first_row:
             raise DataError(f"{what}: rows {first_row[name]} and {row} share the base name {name!r}")

@@ -17,6 +17,7 @@ import numpy as np
 
 from pipeline.errors import DataError
 from pipeline.io_utils import atomic_dir
+from pipeline.retrieval.validate import check_features
 
 _OOF_FILE = re.compile(r"^oof(\d+)_query\.npy$")
 
@@ -63,7 +64,8 @@ def _load_set(directory: Path, name: str) -> FeatureSet:
     for path in (array_path, ids_path):
         if not path.is_file():
             raise DataError(f"{path}: missing (run the extract stage first)")
-    array = np.load(array_path, allow_pickle=False).astype(np.float32)
+    # Checked here, where the file is known: NaN or inf found later could only name "query".
+    array = check_features(str(array_path), np.load(array_path, allow_pickle=False)).astype(np.float32)
     ids = ids_path.read_text(encoding="utf-8").splitlines()
     if len(ids) != len(array):
         raise DataError(f"{ids_path}: {len(ids)} ids for {len(array)} rows in {array_path.name}")

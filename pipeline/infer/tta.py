@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from pipeline.data.rescale_pad import ImageSize, height_width
-from pipeline.data.torch_data import normalize_batch
+from pipeline.data.torch_data import batch_tensor, normalize_batch
 from pipeline.errors import ConfigError
 
 
@@ -99,7 +99,7 @@ def extract_features(
     model.eval()
     chunks = []
     for start in tqdm(range(0, len(images), cfg.batch_size), desc=description, unit="batch", leave=False):
-        raw = torch.from_numpy(np.ascontiguousarray(images[start : start + cfg.batch_size])).to(device)
+        raw = batch_tensor(images[start : start + cfg.batch_size]).to(device)
         chunks.append(embed_with_tta(model, normalize_batch(raw, mean, std), input_size, cfg).cpu())
     if not chunks:
         raise ValueError(f"{description}: no images to extract")
