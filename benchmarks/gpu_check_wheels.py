@@ -98,6 +98,19 @@ def _major(version: str) -> str:
     return version.split("+")[0].split(".")[0]
 
 
+def pinned(pyproject: Path = ROOT / "pyproject.toml") -> dict[str, str]:
+    """The project's run-time pins (``name==version`` in [project] dependencies)."""
+    import tomllib
+
+    pins = {}
+    for requirement in tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["dependencies"]:
+        name, _, version = requirement.partition("==")
+        if not version:
+            raise ValueError(f"{pyproject}: dependency {requirement!r} is not pinned as name==version")
+        pins[name.strip()] = version.strip()
+    return pins
+
+
 def probe() -> dict[str, str]:
     """In this process: load what the GPU check loads; {distribution: version} of every module."""
     import os
@@ -152,13 +165,21 @@ def tree_bytes() -> int:
 
 
 def download(rows: list[Row], target: Path) -> None:
-    """pip download of the carried wheels (manylinux x86-64, CPython 3.12), then the size check."""
+    """pip download of the carried wheels (manylinux x86-64, CPython 3.12), then the size check.
+
+    A package published as a source archive only (antlr4-python3-runtime 4.9.3, pure Python)
+    is built into a wheel here instead."""
     target.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-           "--python-version", "3.12", "--implementation", "cp", "-d", str(target)]
+    fetch = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+             "--python-version", "3.12", "--implementation", "cp", "-d", str(target)]
     for platform in PLATFORMS:
-        cmd += ["--platform", platform]
-    subprocess.run(cmd + [f"{r.name}=={r.version}" for r in rows if r.carry], check=True)
+        fetch += ["--platform", platform]
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(target)]
+    for r in rows:
+        if r.carry and subprocess.run(fetch + [f"{r.name}=={r.version}"], capture_output=True).returncode != 0:
+            subprocess.run(build + [f"{r.name}=={r.version}"], check=True)
+            if not any(canonical(p.name).startswith(canonical(r.name) + "-") for p in target.glob("*-none-any.whl")):
+                raise SystemExit(f"{r.name}=={r.version}: no wheel for the device and it does not build as pure Python")
     wheels = sum(p.stat().st_size for p in target.glob("*.whl"))
     total = wheels + tree_bytes()
     print(f"wheels {wheels / 2**20:.1f} MiB + working tree = {total / 2**20:.1f} MiB of {LIMIT / 2**20:.0f} MiB")
@@ -174,8 +195,11 @@ def main() -> None:
     if args.probe:
         print("NEEDED " + json.dumps(probe()))
         return
-    rows = plan(needed(), read_device_list())
+    loaded = needed()
+    rows = plan(loaded, read_device_list())
     print(table(rows))
+    unloaded = sorted(set(map(canonical, pinned())) - set(map(canonical, loaded)))
+    print(f"\nproject pins the check does not load (not carried): {', '.join(unloaded) or 'none'}")
     print("\ncarry: " + " ".join(f"{r.name}=={r.version}" for r in rows if r.carry))
     if args.download:
         download(rows, args.download)
