@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from pipeline.infer.tta import TTAConfig, extract_features
-from pipeline.losses import LossConfig, ReIDCriterion
+from pipeline.losses import LossConfig
 from pipeline.models import ModelConfig, create_model
 from pipeline.train import loop
 from pipeline.train.distributed import DistInfo
 from pipeline.train.schedule import OptimConfig
-from test_train_loop import Killed, run, tiny_data, tiny_recipe, weights
+from test_train_loop import Killed, poisoned_criterion, run, tiny_data, tiny_recipe, weights
 
 pytestmark = pytest.mark.gpu
 
@@ -67,12 +67,7 @@ def test_amp_epoch_trains_on_cuda(tmp_path, cuda, amp):
 
 
 def test_non_finite_loss_step_is_skipped_on_cuda(tmp_path, cuda, monkeypatch, caplog):
-    class PoisonedCriterion(ReIDCriterion):
-        def forward(self, output, labels, iteration, metric_mask=None):
-            total, parts = super().forward(output, labels, iteration, metric_mask)
-            return (total * float("inf"), parts) if iteration == 1 else (total, parts)
-
-    monkeypatch.setattr(loop, "ReIDCriterion", PoisonedCriterion)
+    monkeypatch.setattr(loop, "ReIDCriterion", poisoned_criterion(float("inf")))
     with caplog.at_level(logging.WARNING):
         summary = run(tiny_recipe(epochs=1, amp="fp16"), tmp_path, info=DistInfo(device=cuda))
     assert summary["train/skipped_steps"] == 1
