@@ -32,10 +32,8 @@ def run(cmd: list[str], cwd: Path) -> str:
     return done.stdout + done.stderr
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    """A copy of the project with the tiny params applied, after one full `dvc repro`."""
-    path = tmp_path_factory.mktemp("repo")
+def tiny_project(path: Path) -> Path:
+    """A copy of the project in ``path`` with the tiny params applied."""
     for name in COPIED:
         source = ROOT / name
         target = path / name
@@ -45,6 +43,13 @@ def repo(tmp_path_factory) -> Path:
         else:
             shutil.copy2(source, target)
     run([sys.executable, "-m", "pipeline.params_override", str(ROOT / "tests/data/tiny.params.yaml")], path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A copy of the project with the tiny params applied, after one full `dvc repro`."""
+    path = tiny_project(tmp_path_factory.mktemp("repo"))
     run(["git", "init", "-q"], path)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init", "--allow-empty"], path)
     run(["git", "add", "-A"], path)

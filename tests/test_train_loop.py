@@ -116,13 +116,19 @@ def test_bf16_amp_path_trains(tmp_path):
     assert fp16["train/loss"] == summary["train/loss"]
 
 
-def test_non_finite_loss_step_is_skipped_and_logged(tmp_path, monkeypatch, caplog):
+def poisoned_criterion(value: float) -> type[ReIDCriterion]:
+    """The criterion, with its loss at iteration 1 multiplied by ``value`` (NaN or inf)."""
+
     class PoisonedCriterion(ReIDCriterion):
         def forward(self, output, labels, iteration, metric_mask=None):
             total, parts = super().forward(output, labels, iteration, metric_mask)
-            return (total * float("nan"), parts) if iteration == 1 else (total, parts)
+            return (total * value, parts) if iteration == 1 else (total, parts)
 
-    monkeypatch.setattr(loop, "ReIDCriterion", PoisonedCriterion)
+    return PoisonedCriterion
+
+
+def test_non_finite_loss_step_is_skipped_and_logged(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(loop, "ReIDCriterion", poisoned_criterion(float("nan")))
     with caplog.at_level(logging.WARNING):
         summary = run(tiny_recipe(epochs=1), tmp_path)
     assert summary["train/skipped_steps"] == 1

@@ -250,10 +250,18 @@ def _cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+@functools.cache
 def _cupy() -> Any | None:
+    """cupy, if it can compile and run a kernel here. Seeing a device is not enough: a cupy
+    built for another CUDA (cupy-cuda12x on a CUDA 13 machine, say) imports and counts the
+    GPUs, then fails at its first kernel, which would crash instead of falling back."""
     try:
         cupy = importlib.import_module("cupy")
-        return cupy if cupy.cuda.runtime.getDeviceCount() > 0 else None
+        if cupy.cuda.runtime.getDeviceCount() == 0:
+            return None
+        if int((cupy.arange(4, dtype=cupy.int64) * 2).sum()) != 12:  # elementwise + reduction kernels
+            return None
+        return cupy
     except Exception:  # noqa: BLE001 - a broken CUDA install means "no cupy", not a crash
         return None
 

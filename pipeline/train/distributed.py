@@ -1,11 +1,14 @@
 """torchrun support: one process per GPU, DistributedDataParallel, per-rank PK batches.
 
 ``torchrun --nproc_per_node N stages/train.py ...`` sets RANK / WORLD_SIZE / LOCAL_RANK;
-without them training is a plain single process and nothing here does anything.
+without them training is a plain single process and nothing here does anything. Under a
+launcher the process group is joined even for N = 1, so one GPU runs exactly the code path
+of N (DDP, NCCL collectives); DDP over one process computes the same gradients.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -15,12 +18,15 @@ from torch import nn
 
 from pipeline.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class DistInfo:
     rank: int = 0
     world_size: int = 1
     device: torch.device = torch.device("cpu")
+    joined: bool = False  # in a process group (started by a launcher), whatever the world size
 
     @property
     def is_main(self) -> bool:
@@ -28,7 +34,7 @@ class DistInfo:
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        return self.joined or self.world_size > 1
 
 
 def resolve_device(name: str, key: str = "train.device") -> torch.device:
@@ -43,16 +49,17 @@ def resolve_device(name: str, key: str = "train.device") -> torch.device:
 def init_distributed(device_name: str = "auto") -> DistInfo:
     """Join the torchrun process group if there is one; pick this rank's device."""
     device = resolve_device(device_name)
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
+    if "WORLD_SIZE" not in os.environ:  # every launcher sets it; a plain run does not
         return DistInfo(device=device)
+    world_size = int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ["LOCAL_RANK"])
     if device.type == "cuda":
         torch.cuda.set_device(local_rank)
         device = torch.device("cuda", local_rank)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return DistInfo(rank=dist.get_rank(), world_size=world_size, device=device)
+    log.info("joined the %s process group: rank %d of %d on %s", dist.get_backend(), dist.get_rank(), world_size, device)
+    return DistInfo(rank=dist.get_rank(), world_size=world_size, device=device, joined=True)
 
 
 def wrap_model(model: nn.Module, info: DistInfo) -> nn.Module:

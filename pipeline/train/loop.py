@@ -280,7 +280,9 @@ def fit(
 
     start_epoch, history, best = 0, [], {}
     if last_path.exists():
-        state = load_checkpoint(last_path, map_location=info.device)
+        # onto the CPU: the RNG states must be CPU tensors (a CUDA copy breaks resuming a GPU
+        # run), and load_state_dict moves every other tensor to its parameter's device
+        state = load_checkpoint(last_path)
         if state.get("format") == CHECKPOINT_FORMAT and state.get("fingerprint") == print_id:
             trainer.load_state_dict(state["trainer"])
             start_epoch, history, best = int(state["epoch"]), list(state["history"]), dict(state["best"])
