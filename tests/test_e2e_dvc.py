@@ -15,6 +15,7 @@ import pytest
 
 from pipeline.evaluate.submission import read_submission
 from pipeline.data.layout import read_split
+from pipeline.train import load_trained_model
 
 ROOT = Path(__file__).resolve().parents[1]
 COPIED = ["pipeline", "stages", "configs", "dvc.yaml", "demo/dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", ".gitignore", ".dvc/config"]
@@ -67,12 +68,12 @@ def test_repro_writes_a_valid_submission_and_scores(repo):
     assert re.fullmatch(r"q\d+\.png,\{(g\d+\.png,){9}g\d+\.png\}", first)
 
     metrics = json.loads((repo / "outputs/metrics.json").read_text())["table"]
-    for name in ("tiny", "tiny+rerank", "tiny_resnet", "tiny_resnet+rerank", "fused", "submission"):
+    for name in ("tiny", "tiny+rerank", "tiny_resnet", "tiny_resnet+rerank", "tiny_lite0", "fused", "submission"):
         assert 0.0 <= metrics[name]["score"] <= 1.0
     # The submission is the fused ranking cut at 10: the two must score the same.
     assert metrics["submission"]["score"] == pytest.approx(metrics["fused"]["score"])
     fuse = json.loads((repo / "outputs/fuse.json").read_text())
-    assert set(fuse["weights"]) == {"tiny", "tiny_resnet"} and sum(fuse["weights"].values()) == pytest.approx(1.0)
+    assert set(fuse["weights"]) == {"tiny", "tiny_resnet", "tiny_lite0"} and sum(fuse["weights"].values()) == pytest.approx(1.0)
     # Per model: every option scored on the pooled out-of-fold lists, the best one chosen and
     # scored on the test set; the submission scores no lower out-of-fold than any option alone.
     for model, entry in fuse["options"].items():
@@ -101,6 +102,14 @@ def test_training_records_untrained_and_trained_scores(repo):
     assert best["score"] == pytest.approx(max(trained.values()))
     assert scores[int(best["epoch"])] == pytest.approx(best["score"])
     assert (repo / "outputs/models/tiny/fold0/checkpoints/best.pt").is_file()
+
+
+def test_pretrained_recipe_carries_its_weights_normalisation(repo):
+    """tiny_lite0 starts from the packaged ImageNet weights; their [-1, 1] scaling reaches extraction."""
+    _, meta = load_trained_model(repo / "outputs/models/tiny_lite0/fold0/checkpoints/best.pt")
+    assert meta["mean"] == [0.5, 0.5, 0.5] and meta["std"] == [0.5, 0.5, 0.5]
+    _, scratch = load_trained_model(repo / "outputs/models/tiny/fold0/checkpoints/best.pt")
+    assert scratch["mean"] != meta["mean"]
 
 
 def test_second_repro_with_bytecode_written_runs_nothing(repo):
