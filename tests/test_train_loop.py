@@ -170,9 +170,11 @@ def test_load_trained_model_gives_the_eval_model_and_meta(tmp_path):
     assert_same(model.state_dict(), saved)
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("*.yaml") if not p.name.endswith(".params.yaml")))
+@pytest.mark.parametrize(
+    "name", sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob("*.yaml") if not p.name.endswith(".params.yaml"))
+)
 def test_shipped_recipes_build_and_embed(name):
-    recipe = load_recipe(CONFIGS / f"{name}.yaml")
+    recipe = load_recipe(CONFIGS / name)
     model = create_model(recipe.model, num_classes=3).eval()
     with torch.no_grad():
         embedding = model.embed(torch.rand(2, 3, *height_width(recipe.train.input_size)))
