@@ -214,10 +214,9 @@ def test_object_fraction_follows_the_scale_and_aspect() -> None:
 
 
 def test_siblings_stay_separable_at_the_cache_size() -> None:
-    # A small object (5th percentile) in a 96 px cache spans about 45 px; siblings must still be
-    # told apart there by their nearest clean render, through pose and light jitter.
+    # A small object (5th percentile of the default scenes) in a 96 px cache: siblings must
+    # still be told apart there by their nearest clean render, through pose and light jitter.
     side = round(96 * object_fraction(DemoConfig().scene_style(), 0.05, draws=300))
-    assert 40 <= side <= 50
     assert nearest_sibling_accuracy(np.random.default_rng(0), side, families=6, members=4) >= 0.9
 
 

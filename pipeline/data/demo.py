@@ -54,11 +54,11 @@ class DemoConfig:
     family_size: tuple[int, int] = (1, 3)  # identities per family of look-alikes
     min_size: int = 64  # long side of an image, pixels
     max_size: int = 160
-    aspect_ratio: tuple[float, float] = (0.6, 1.6)  # width / height
-    object_scale: tuple[float, float] = (0.6, 0.95)  # object side / shorter image side
-    max_tilt_deg: float = 40.0  # out-of-plane tilt of the side cameras
-    quarter_turn_probability: float = 0.3  # chance of a 90/180/270 degree turn
-    occlusion_probability: float = 0.4
+    aspect_ratio: tuple[float, float] = (0.75, 1.33)  # width / height
+    object_scale: tuple[float, float] = (0.7, 0.95)  # object side / shorter image side
+    max_tilt_deg: float = 25.0  # out-of-plane tilt of the side cameras
+    quarter_turn_probability: float = 0.2  # chance of a 90/180/270 degree turn
+    occlusion_probability: float = 0.2
     occlusion_fraction: tuple[float, float] = (0.1, 0.3)  # of the object's bounding box
     cameras: int = 4
     gaussian_fraction: float = 0.15

@@ -10,7 +10,7 @@ a mirror or half turn of either one: a flip (test-time augmentation) or an occlu
 never makes two siblings identical.
 
 Generic features see one object per family: the parts are a mid-scale cue (a part is a
-fifth of the object wide, about 7 px when the object spans 40 px of the cache image; see
+sixth of the object wide, about 7 px when the object spans 40 px of the cache image; see
 pipeline/data/demo_check.py and benchmarks/results/bench_demo_calibration.md).
 
 Rendering is vectorised over a pixel grid (numpy) plus a few OpenCV draw calls; a template
@@ -30,8 +30,8 @@ PATTERNS = ("stripes", "checker", "rings", "dots", "waves")
 CODE_SHAPE = (2, 3)  # rows x columns of parts on the panel
 # The parts' palette, the same for every family: red, yellow, blue, near-black.
 CODE_PALETTE = np.array([[0.9, 0.1, 0.1], [0.95, 0.85, 0.1], [0.1, 0.25, 0.9], [0.08, 0.08, 0.08]], np.float32)
-_PITCH = 0.46  # distance between part centres, in template units ([-1, 1] across)
-_PART_RADIUS = 0.19
+_PITCH = 0.40  # distance between part centres, in template units ([-1, 1] across)
+_PART_RADIUS = 0.16
 PART_FRACTION = _PART_RADIUS  # a part's diameter / the template's side (2 units across)
 _MIN_CODE_DISTANCE = 2  # parts in which two siblings differ, under every symmetry below
 MAX_FAMILY_SIZE = 16  # a greedy draw always found 67 or more codes (20 seeds tried)
@@ -89,7 +89,7 @@ def family_codes(rng: np.random.Generator, members: int) -> tuple[tuple[int, ...
 def make_family(rng: np.random.Generator, members: int) -> Family:
     orders = rng.choice(np.arange(2, 7), size=3, replace=False)
     harmonics = np.stack(
-        [orders, rng.uniform(0.01, 0.04, size=3), rng.uniform(0, 2 * np.pi, size=3)], axis=1
+        [orders, rng.uniform(0.02, 0.08, size=3), rng.uniform(0, 2 * np.pi, size=3)], axis=1
     ).astype(np.float32)
     base_hue = rng.uniform()
     return Family(
@@ -98,9 +98,9 @@ def make_family(rng: np.random.Generator, members: int) -> Family:
         pattern=str(rng.choice(PATTERNS)),
         pattern_freq=float(rng.uniform(2.5, 5.0)),
         pattern_angle=float(rng.uniform(0, np.pi)),
-        base=_hsv_to_rgb(base_hue, rng.uniform(0.4, 1), rng.uniform(0.45, 0.9)),
-        second=_hsv_to_rgb(base_hue + rng.uniform(0.1, 0.4), rng.uniform(0.3, 1), rng.uniform(0.3, 0.9)),
-        panel=_hsv_to_rgb(rng.uniform(), rng.uniform(0, 0.25), rng.uniform(0.85, 1)),
+        base=_hsv_to_rgb(base_hue, rng.uniform(0.6, 1), rng.uniform(0.5, 0.95)),
+        second=_hsv_to_rgb(base_hue + rng.uniform(0.25, 0.75), rng.uniform(0.5, 1), rng.uniform(0.3, 0.95)),
+        panel=_hsv_to_rgb(rng.uniform(), rng.uniform(0.1, 0.4), rng.uniform(0.85, 1)),
         codes=family_codes(rng, members),
     )
 
@@ -116,8 +116,8 @@ def _silhouette(family: Family, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     radius_limit = np.full_like(x, 0.9)
     for order, amplitude, phase in family.harmonics:
         radius_limit += 0.9 * amplitude * np.cos(order * theta + phase)
-    # A superellipse norm blends from a circle (p=2) towards a box (p large). The bumps are
-    # small enough (at most 12 %) that every part lies inside (a panel corner may not).
+    # A superellipse norm blends from a circle (p=2) towards a box (p large). The bumps (at
+    # most 24 %) leave every part inside (a panel corner may be cut).
     p = 2.0 + 6.0 * family.squareness
     norm = (np.abs(x) ** p + np.abs(y) ** p) ** (1.0 / p)
     return norm < radius_limit
