@@ -43,7 +43,8 @@ _PLAN, _FAMILY, _SCENE, _NOISE = range(4)
 @dataclass(frozen=True)
 class DemoConfig:
     """Params section ``demo``. Fractions of noise are of all query+gallery images;
-    ``gaussian_fraction`` and ``salt_pepper_fraction`` each include the ``both_fraction``."""
+    ``gaussian_fraction`` and ``salt_pepper_fraction`` each include the ``both_fraction``.
+    The scene defaults are calibrated: benchmarks/results/bench_demo_calibration.md."""
 
     out: str = "data/demo"
     seed: int = 0
