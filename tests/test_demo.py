@@ -14,7 +14,8 @@ import pytest
 from pipeline.config import from_mapping
 from pipeline.data.demo import DemoConfig, generate_demo
 from pipeline.data.demo_noise import add_gaussian_noise, add_salt_pepper_noise, apply_noise
-from pipeline.data.demo_render import make_family, make_sibling, render_identity
+from pipeline.data.demo_check import nearest_sibling_accuracy, object_fraction
+from pipeline.data.demo_render import CODE_SHAPE, MAX_FAMILY_SIZE, family_codes, make_family, render_identity
 from pipeline.data.images import read_image
 from pipeline.data.layout import load_dataset
 from pipeline.errors import ConfigError
@@ -173,15 +174,50 @@ def test_generation_replaces_an_existing_folder(tmp_path: Path) -> None:
 def test_siblings_look_closer_than_other_families() -> None:
     rng = np.random.default_rng(0)
     sibling_gaps, family_gaps = [], []
-    families = [make_family(rng) for _ in range(8)]
+    families = [make_family(rng, 2) for _ in range(8)]
     for index, family in enumerate(families):
-        first = render_identity(family, make_sibling(rng))
-        second = render_identity(family, make_sibling(rng))
-        stranger = render_identity(families[index - 1], make_sibling(rng))
+        first, second = render_identity(family, 0), render_identity(family, 1)
+        stranger = render_identity(families[index - 1], 0)
         assert not np.array_equal(first, second)
         sibling_gaps.append(np.abs(first - second).mean())
         family_gaps.append(np.abs(first - stranger).mean())
     assert np.mean(sibling_gaps) < 0.5 * np.mean(family_gaps)
+
+
+def _brute_force_distance(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    """Fewest differing parts between panel a and panel b turned half way or mirrored."""
+    grid = np.array(b).reshape(CODE_SHAPE)
+    variants = [grid, np.fliplr(grid), np.flipud(grid), np.rot90(grid, 2)]
+    return min(int((np.array(a).reshape(CODE_SHAPE) != v).sum()) for v in variants)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_family_codes_differ_in_colour_counts_and_in_two_parts_under_every_symmetry(seed: int) -> None:
+    codes = family_codes(np.random.default_rng(seed), MAX_FAMILY_SIZE)
+    assert len(codes) == MAX_FAMILY_SIZE
+    assert all(len(code) == CODE_SHAPE[0] * CODE_SHAPE[1] and len(set(code)) > 1 for code in codes)
+    for i, a in enumerate(codes):
+        for b in codes[i + 1 :]:
+            assert _brute_force_distance(a, b) >= 2, (a, b)
+            assert np.bincount(a, minlength=9).tolist() != np.bincount(b, minlength=9).tolist(), (a, b)
+    with pytest.raises(ValueError, match="cannot draw 500 distinct codes"):
+        family_codes(np.random.default_rng(seed), 500)
+
+
+def test_object_fraction_follows_the_scale_and_aspect() -> None:
+    # No tilt beyond the 10 degree wobble, square images: the object spans object_scale of the
+    # side, give or take the wobble's perspective; a 2:1 image halves it.
+    style = dataclasses.replace(TINY, object_scale=(0.5, 0.5), max_tilt_deg=0.0, aspect_ratio=(1.0, 1.0))
+    assert 0.45 < object_fraction(style.scene_style(), 0.5, draws=200) < 0.55
+    wide = dataclasses.replace(style, aspect_ratio=(2.0, 2.0))
+    assert 0.22 < object_fraction(wide.scene_style(), 0.5, draws=200) < 0.28
+
+
+def test_siblings_stay_separable_at_the_cache_size() -> None:
+    # A small object (5th percentile of the default scenes) in a 96 px cache: siblings must
+    # still be told apart there by their nearest clean render, through pose and light jitter.
+    side = round(96 * object_fraction(DemoConfig().scene_style(), 0.05, draws=300))
+    assert nearest_sibling_accuracy(np.random.default_rng(0), side, families=6, members=4) >= 0.9
 
 
 def test_noise_functions_on_a_flat_image() -> None:
@@ -208,6 +244,8 @@ def test_noise_functions_on_a_flat_image() -> None:
         {"gaussian_fraction": 0.7, "salt_pepper_fraction": 0.6, "both_fraction": 0.1},
         {"salt_pepper_amount": (0.1, 1.5)},
         {"cameras": 0},
+        {"family_size": (1, MAX_FAMILY_SIZE + 1)},
+        {"family_size": (0, 2)},
         {"test_identities": 0},
     ],
 )

@@ -19,6 +19,7 @@ output is byte-identical for one seed and independent of iteration order.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, replace
 from itertools import groupby
 from operator import attrgetter
@@ -29,20 +30,21 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline.data.demo_noise import apply_noise
-from pipeline.data.demo_render import Family, make_family, make_sibling, render_identity
+from pipeline.data.demo_render import MAX_FAMILY_SIZE, Family, make_family, render_identity
 from pipeline.data.demo_scene import SceneStyle, render_scene
 from pipeline.data.images import write_image
 from pipeline.data.layout import write_split
 from pipeline.io_utils import atomic_dir, write_csv
 
 # Purposes of the seeded generators, so that no two draw the same stream.
-_PLAN, _FAMILY, _SIBLING, _SCENE, _NOISE = range(5)
+_PLAN, _FAMILY, _SCENE, _NOISE = range(4)
 
 
 @dataclass(frozen=True)
 class DemoConfig:
     """Params section ``demo``. Fractions of noise are of all query+gallery images;
-    ``gaussian_fraction`` and ``salt_pepper_fraction`` each include the ``both_fraction``."""
+    ``gaussian_fraction`` and ``salt_pepper_fraction`` each include the ``both_fraction``.
+    The scene defaults are calibrated: benchmarks/results/bench_demo_calibration.md."""
 
     out: str = "data/demo"
     seed: int = 0
@@ -53,11 +55,11 @@ class DemoConfig:
     family_size: tuple[int, int] = (1, 3)  # identities per family of look-alikes
     min_size: int = 64  # long side of an image, pixels
     max_size: int = 160
-    aspect_ratio: tuple[float, float] = (0.6, 1.6)  # width / height
-    object_scale: tuple[float, float] = (0.55, 0.95)  # object side / shorter image side
-    max_tilt_deg: float = 40.0  # out-of-plane tilt of the side cameras
-    quarter_turn_probability: float = 0.3  # chance of a 90/180/270 degree turn
-    occlusion_probability: float = 0.4
+    aspect_ratio: tuple[float, float] = (0.75, 1.33)  # width / height
+    object_scale: tuple[float, float] = (0.7, 0.95)  # object side / shorter image side
+    max_tilt_deg: float = 25.0  # out-of-plane tilt of the side cameras
+    quarter_turn_probability: float = 0.2  # chance of a 90/180/270 degree turn
+    occlusion_probability: float = 0.2
     occlusion_fraction: tuple[float, float] = (0.1, 0.3)  # of the object's bounding box
     cameras: int = 4
     gaussian_fraction: float = 0.15
@@ -79,8 +81,8 @@ class DemoConfig:
                 f"images_per_identity {self.images_per_identity} must be an increasing range whose "
                 f"low end exceeds query_per_identity={self.query_per_identity} (every query needs a gallery match)"
             )
-        if not 1 <= self.family_size[0] <= self.family_size[1]:
-            raise ValueError(f"family_size {self.family_size} must be an increasing range starting at >= 1")
+        if not 1 <= self.family_size[0] <= self.family_size[1] <= MAX_FAMILY_SIZE:
+            raise ValueError(f"family_size {self.family_size} must be an increasing range in [1, {MAX_FAMILY_SIZE}]")
         if not 16 <= self.min_size <= self.max_size:
             raise ValueError(f"need 16 <= min_size <= max_size, got {self.min_size}, {self.max_size}")
         if not 0 < self.aspect_ratio[0] <= self.aspect_ratio[1]:
@@ -128,6 +130,7 @@ class _Shot:
     identity: int
     index: int  # image number within the identity
     family: int
+    member: int  # sibling number within the family
     camera: int  # 0-based
     split: str
     path: str
@@ -155,6 +158,11 @@ def _plan(cfg: DemoConfig) -> list[_Shot]:
     total = cfg.train_identities + cfg.test_identities
     families = _families(rng, cfg.train_identities, 0, cfg.family_size)
     families += _families(rng, cfg.test_identities, max(families) + 1, cfg.family_size)
+    seen: Counter[int] = Counter()
+    members = []  # each identity's sibling number within its family
+    for family in families:
+        members.append(seen[family])
+        seen[family] += 1
     train: list[_Shot] = []
     query: list[_Shot] = []
     gallery: list[_Shot] = []
@@ -166,7 +174,7 @@ def _plan(cfg: DemoConfig) -> list[_Shot]:
         first_camera = int(rng.integers(cfg.cameras))
         for index in range(count):
             camera = (first_camera + index) % cfg.cameras
-            shot = _Shot(identity, index, families[identity], camera, "", "")
+            shot = _Shot(identity, index, families[identity], members[identity], camera, "", "")
             if identity < cfg.train_identities:
                 name = f"images/train/{label}/{label}_c{camera + 1}_{index:02d}.png"
                 train.append(replace(shot, split="train", path=name))
@@ -217,6 +225,7 @@ def generate_demo(cfg: DemoConfig, out: Path | None = None) -> None:
     target = Path(cfg.out) if out is None else Path(out)
     shots = _plan(cfg)
     style = cfg.scene_style()
+    family_sizes = Counter(s.family for s in shots if s.index == 0)
     families: dict[int, Family] = {}
     # In identity order, so that only one identity's template is alive at a time.
     ordered = sorted(shots, key=attrgetter("identity", "index"))
@@ -225,8 +234,8 @@ def generate_demo(cfg: DemoConfig, out: Path | None = None) -> None:
             members = list(group)
             family = members[0].family
             if family not in families:
-                families[family] = make_family(_rng(cfg, _FAMILY, family))
-            template = render_identity(families[family], make_sibling(_rng(cfg, _SIBLING, identity)))
+                families[family] = make_family(_rng(cfg, _FAMILY, family), family_sizes[family])
+            template = render_identity(families[family], members[0].member)
             for shot in members:
                 image = render_scene(_rng(cfg, _SCENE, identity, shot.index), template, shot.camera, style)
                 if shot.split != "train":

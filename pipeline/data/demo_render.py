@@ -1,9 +1,17 @@
 """Procedural identities for the demo dataset: one RGBA object template per identity.
 
-An identity belongs to a *family*. The family fixes the silhouette, the surface pattern and
-the palette; each member (a "sibling") differs only in a few details: its glyph label, a
-small emblem and a slight shift of the pattern colour. Siblings therefore look alike at a
-glance, which makes retrieval fine-grained rather than a colour-matching exercise.
+An identity belongs to a *family*. The family fixes everything large: the silhouette, the
+body colour and its pattern, and the colour of a label panel. The members ("siblings")
+differ only in their *code*: the colours of the 2 x 3 round parts on the panel, drawn from
+one palette shared by every family (as product variants share a few flavour colours), so
+what a network learns about the parts carries over to identities it has never seen.
+Siblings use different numbers of each colour, and differ in at least two parts also after
+a mirror or half turn of either one: a flip (test-time augmentation) or an occluded part
+never makes two siblings identical.
+
+Generic features see one object per family: the parts are a mid-scale cue (a part is a
+sixth of the object wide, about 7 px when the object spans 40 px of the cache image; see
+pipeline/data/demo_check.py and benchmarks/results/bench_demo_calibration.md).
 
 Rendering is vectorised over a pixel grid (numpy) plus a few OpenCV draw calls; a template
 is TEMPLATE_SIZE square, straight alpha (0 outside the object).
@@ -12,90 +20,88 @@ is TEMPLATE_SIZE square, straight alpha (0 outside the object).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import product
 
 import cv2
 import numpy as np
 
 TEMPLATE_SIZE = 128
 PATTERNS = ("stripes", "checker", "rings", "dots", "waves")
-EMBLEMS = ("circle", "square", "triangle", "diamond")
-# Glyph alphabet: upper-case letters and digits read well at small sizes in HERSHEY fonts.
-_GLYPHS = "ABCDEFGHJKLMNPRSTUVWXYZ23456789"
-_FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_TRIPLEX)
+CODE_SHAPE = (2, 3)  # rows x columns of parts on the panel
+# The parts' palette, the same for every family: red, yellow, blue, near-black.
+CODE_PALETTE = np.array([[0.9, 0.1, 0.1], [0.95, 0.85, 0.1], [0.1, 0.25, 0.9], [0.08, 0.08, 0.08]], np.float32)
+_PITCH = 0.40  # distance between part centres, in template units ([-1, 1] across)
+_PART_RADIUS = 0.16
+PART_FRACTION = _PART_RADIUS  # a part's diameter / the template's side (2 units across)
+_MIN_CODE_DISTANCE = 2  # parts in which two siblings differ, under every symmetry below
+MAX_FAMILY_SIZE = 16  # a greedy draw always found 67 or more codes (20 seeds tried)
 
 
 @dataclass(frozen=True)
 class Family:
-    """What all siblings of a family share."""
+    """What all siblings of a family share, and the code of each sibling."""
 
     harmonics: np.ndarray  # (K, 3): harmonic order, amplitude, phase of the silhouette radius
-    squareness: float  # 0 = star-like radial blob, 1 = rounded box
+    squareness: float  # 0 = round blob, 1 = rounded box
     pattern: str
     pattern_freq: float
     pattern_angle: float
     base: np.ndarray  # RGB float32 in 0..1
     second: np.ndarray
-    band_colour: np.ndarray  # glyph band background
-    band_y: float  # vertical position of the glyph band, as a fraction of the template
-    font: int
+    panel: np.ndarray  # colour of the label panel that carries the parts
+    codes: tuple[tuple[int, ...], ...]  # one per sibling: CODE_PALETTE index of each part, row-major
 
 
-@dataclass(frozen=True)
-class Sibling:
-    """What distinguishes one identity from the rest of its family."""
-
-    glyphs: str
-    emblem: str
-    emblem_colour: np.ndarray
-    emblem_xy: tuple[float, float]
-    hue_shift: float  # in 0..1 of the hue circle, applied to the pattern colour
+def _hsv_to_rgb(hue: float, saturation: float, value: float) -> np.ndarray:
+    """One colour; hue in turns (0..1), saturation and value in 0..1."""
+    hsv = np.array([[[(hue % 1.0) * 180, saturation * 255, value * 255]]], dtype=np.float32)
+    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32) / 255.0
 
 
-def _random_colour(rng: np.random.Generator, saturation: tuple[float, float], value: tuple[float, float]) -> np.ndarray:
-    hsv = np.array(
-        [[[rng.uniform(0, 180), rng.uniform(*saturation) * 255, rng.uniform(*value) * 255]]], dtype=np.float32
+def _symmetries(code: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """The code and its images under a mirror (either axis) and a half turn of the panel."""
+    grid = np.array(code).reshape(CODE_SHAPE)
+    return [tuple(int(v) for v in g.ravel()) for g in (grid, grid[:, ::-1], grid[::-1, :], grid[::-1, ::-1])]
+
+
+def _far_enough(code: tuple[int, ...], chosen: list[tuple[int, ...]]) -> bool:
+    return all(
+        sorted(code) != sorted(other)
+        and all(sum(a != b for a, b in zip(variant, other)) >= _MIN_CODE_DISTANCE for variant in _symmetries(code))
+        for other in chosen
     )
-    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32) / 255.0
 
 
-def _shift_hue(rgb: np.ndarray, shift: float) -> np.ndarray:
-    pixel = (rgb[None, None, :] * 255).round().astype(np.uint8)
-    hsv = cv2.cvtColor(pixel, cv2.COLOR_RGB2HSV).astype(np.int32)
-    hsv[..., 0] = (hsv[..., 0] + int(round(shift * 180))) % 180
-    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32) / 255.0
+def family_codes(rng: np.random.Generator, members: int) -> tuple[tuple[int, ...], ...]:
+    """``members`` codes drawn in random order, each far enough from the ones before."""
+    candidates = list(product(range(len(CODE_PALETTE)), repeat=CODE_SHAPE[0] * CODE_SHAPE[1]))
+    chosen: list[tuple[int, ...]] = []
+    for index in rng.permutation(len(candidates)):
+        code = candidates[index]
+        # One colour everywhere has no arrangement to learn: keep at least two.
+        if len(set(code)) > 1 and _far_enough(code, chosen):
+            chosen.append(code)
+            if len(chosen) == members:
+                return tuple(chosen)
+    raise ValueError(f"cannot draw {members} distinct codes for one family")
 
 
-def make_family(rng: np.random.Generator) -> Family:
+def make_family(rng: np.random.Generator, members: int) -> Family:
     orders = rng.choice(np.arange(2, 7), size=3, replace=False)
     harmonics = np.stack(
-        [orders, rng.uniform(0.02, 0.12, size=3), rng.uniform(0, 2 * np.pi, size=3)], axis=1
+        [orders, rng.uniform(0.02, 0.08, size=3), rng.uniform(0, 2 * np.pi, size=3)], axis=1
     ).astype(np.float32)
-    base = _random_colour(rng, (0.4, 1.0), (0.45, 1.0))
-    second = _random_colour(rng, (0.3, 1.0), (0.2, 0.95))
-    # Keep the pattern visible: push the second colour away from the base if they are close.
-    if np.abs(base - second).sum() < 0.6:
-        second = 1.0 - base
+    base_hue = rng.uniform()
     return Family(
         harmonics=harmonics,
-        squareness=float(rng.choice([0.0, 0.0, 0.6, 1.0])),
+        squareness=float(rng.uniform(0, 1)),
         pattern=str(rng.choice(PATTERNS)),
-        pattern_freq=float(rng.uniform(3.0, 7.0)),
+        pattern_freq=float(rng.uniform(2.5, 5.0)),
         pattern_angle=float(rng.uniform(0, np.pi)),
-        base=base,
-        second=second,
-        band_colour=_random_colour(rng, (0.0, 0.3), (0.85, 1.0)),
-        band_y=float(rng.uniform(0.3, 0.62)),
-        font=int(rng.choice(_FONTS)),
-    )
-
-
-def make_sibling(rng: np.random.Generator) -> Sibling:
-    return Sibling(
-        glyphs="".join(rng.choice(list(_GLYPHS), size=3)),
-        emblem=str(rng.choice(EMBLEMS)),
-        emblem_colour=_random_colour(rng, (0.7, 1.0), (0.6, 1.0)),
-        emblem_xy=(float(rng.uniform(0.3, 0.7)), float(rng.choice([0.22, 0.78]))),
-        hue_shift=float(rng.uniform(-0.08, 0.08)),
+        base=_hsv_to_rgb(base_hue, rng.uniform(0.6, 1), rng.uniform(0.5, 0.95)),
+        second=_hsv_to_rgb(base_hue + rng.uniform(0.25, 0.75), rng.uniform(0.5, 1), rng.uniform(0.3, 0.95)),
+        panel=_hsv_to_rgb(rng.uniform(), rng.uniform(0.1, 0.4), rng.uniform(0.85, 1)),
+        codes=family_codes(rng, members),
     )
 
 
@@ -107,10 +113,11 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _silhouette(family: Family, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     theta = np.arctan2(y, x)
-    radius_limit = np.full_like(x, 0.82)
+    radius_limit = np.full_like(x, 0.9)
     for order, amplitude, phase in family.harmonics:
-        radius_limit += 0.82 * amplitude * np.cos(order * theta + phase)
-    # A superellipse norm blends from a circle (p=2) towards a box (p large).
+        radius_limit += 0.9 * amplitude * np.cos(order * theta + phase)
+    # A superellipse norm blends from a circle (p=2) towards a box (p large). The bumps (at
+    # most 24 %) leave every part inside (a panel corner may be cut).
     p = 2.0 + 6.0 * family.squareness
     norm = (np.abs(x) ** p + np.abs(y) ** p) ** (1.0 / p)
     return norm < radius_limit
@@ -134,47 +141,41 @@ def _pattern(family: Family, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.sin(np.pi * f * u + 1.5 * np.sin(np.pi * 1.5 * v)) > 0.2  # waves
 
 
-def _draw_emblem(canvas: np.ndarray, sibling: Sibling) -> None:
-    size = TEMPLATE_SIZE
-    cx, cy = int(sibling.emblem_xy[0] * size), int(sibling.emblem_xy[1] * size)
-    r = size // 10
-    colour = tuple(float(c) for c in sibling.emblem_colour)
-    if sibling.emblem == "circle":
-        cv2.circle(canvas, (cx, cy), r, colour, -1, cv2.LINE_AA)
-        return
-    if sibling.emblem == "square":
-        points = [(cx - r, cy - r), (cx + r, cy - r), (cx + r, cy + r), (cx - r, cy + r)]
-    elif sibling.emblem == "triangle":
-        points = [(cx, cy - r), (cx + r, cy + r), (cx - r, cy + r)]
-    else:
-        points = [(cx, cy - r), (cx + r, cy), (cx, cy + r), (cx - r, cy)]
-    cv2.fillPoly(canvas, [np.array(points, dtype=np.int32)], colour, cv2.LINE_AA)
-    cv2.polylines(canvas, [np.array(points, dtype=np.int32)], True, (0.05, 0.05, 0.05), 1, cv2.LINE_AA)
+def _to_pixels(value: float) -> int:
+    """A length in template units ([-1, 1] across) in pixels."""
+    return int(round(value * TEMPLATE_SIZE / 2))
 
 
-def _draw_glyph_band(canvas: np.ndarray, family: Family, sibling: Sibling) -> None:
-    size = TEMPLATE_SIZE
-    top = int(family.band_y * size)
-    height = size // 5
-    canvas[top : top + height, :] = family.band_colour
-    scale = cv2.getFontScaleFromHeight(family.font, int(height * 0.7), 2)
-    (text_w, text_h), _ = cv2.getTextSize(sibling.glyphs, family.font, scale, 2)
-    origin = ((size - text_w) // 2, top + (height + text_h) // 2)
-    # putText draws on uint8 only: draw a coverage mask, then blend the ink in.
-    ink = np.zeros(canvas.shape[:2], np.uint8)
-    cv2.putText(ink, sibling.glyphs, origin, family.font, scale, 255, 2, cv2.LINE_AA)
-    coverage = ink[..., None].astype(np.float32) / 255.0
-    canvas[:] = canvas * (1 - coverage) + np.float32(0.05) * coverage
+def part_centres() -> list[tuple[int, int]]:
+    """Pixel centres of the parts, row-major (the order of a code)."""
+    rows, cols = CODE_SHAPE
+    return [
+        (_to_pixels(1 + (c - (cols - 1) / 2) * _PITCH), _to_pixels(1 + (r - (rows - 1) / 2) * _PITCH))
+        for r in range(rows)
+        for c in range(cols)
+    ]
 
 
-def render_identity(family: Family, sibling: Sibling) -> np.ndarray:
-    """The identity's object as a float32 RGBA template (TEMPLATE_SIZE², values in 0..1)."""
+def _draw_panel(canvas: np.ndarray, family: Family, code: tuple[int, ...]) -> None:
+    rows, cols = CODE_SHAPE
+    half_w, half_h = _to_pixels(cols * _PITCH / 2 + 0.04), _to_pixels(rows * _PITCH / 2 + 0.04)
+    centre = TEMPLATE_SIZE // 2
+    corners = (centre - half_w, centre - half_h), (centre + half_w, centre + half_h)
+    dark = (0.08, 0.08, 0.08)
+    cv2.rectangle(canvas, *corners, tuple(float(v) for v in family.panel), -1)
+    cv2.rectangle(canvas, *corners, dark, 2)
+    radius = _to_pixels(_PART_RADIUS)
+    for (cx, cy), colour in zip(part_centres(), code):
+        cv2.circle(canvas, (cx, cy), radius, tuple(float(v) for v in CODE_PALETTE[colour]), -1, cv2.LINE_AA)
+        cv2.circle(canvas, (cx, cy), radius, dark, 1, cv2.LINE_AA)
+
+
+def render_identity(family: Family, member: int) -> np.ndarray:
+    """Sibling ``member`` of ``family`` as a float32 RGBA template (TEMPLATE_SIZE², values in 0..1)."""
     x, y = _grid(TEMPLATE_SIZE)
     mask = _silhouette(family, x, y)
-    second = _shift_hue(family.second, sibling.hue_shift)
-    rgb = np.where(_pattern(family, x, y)[..., None], second, family.base).astype(np.float32)
-    _draw_glyph_band(rgb, family, sibling)
-    _draw_emblem(rgb, sibling)
+    rgb = np.where(_pattern(family, x, y)[..., None], family.second, family.base).astype(np.float32)
+    _draw_panel(rgb, family, family.codes[member])
     # A dark rim makes the silhouette readable against any background.
     mask_u8 = mask.astype(np.uint8)
     rim = mask_u8 - cv2.erode(mask_u8, np.ones((5, 5), np.uint8))

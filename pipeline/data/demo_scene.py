@@ -50,7 +50,7 @@ def _camera_direction(camera: int, cameras: int) -> tuple[float, float]:
     return float(angle), 1.0
 
 
-def _object_corners(rng: np.random.Generator, camera: int, style: SceneStyle, height: int, width: int) -> np.ndarray:
+def object_corners(rng: np.random.Generator, camera: int, style: SceneStyle, height: int, width: int) -> np.ndarray:
     """Where the template's four corners land in the image (4x2 float32)."""
     half = 0.5
     corners = np.array([[-half, -half, 0], [half, -half, 0], [half, half, 0], [-half, half, 0]], np.float64)
@@ -82,23 +82,33 @@ def _object_corners(rng: np.random.Generator, camera: int, style: SceneStyle, he
     return (projected + centre).astype(np.float32)
 
 
+def object_side(corners: np.ndarray) -> float:
+    """The longest edge of the template's on-screen quadrilateral, in pixels."""
+    return float(np.linalg.norm(np.diff(corners, axis=0, append=corners[:1]), axis=1).max())
+
+
 def _smooth_field(rng: np.random.Generator, height: int, width: int, cells: int) -> np.ndarray:
     """Low-frequency noise in [0, 1]: a few random values upsampled smoothly."""
     small = rng.random((cells, cells), dtype=np.float32)
     return np.clip(cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC), 0, 1)
 
 
+def _muted(colour: np.ndarray) -> np.ndarray:
+    """Half way to mid grey: a background that does not outshine the object."""
+    return 0.5 * colour + 0.25
+
+
 def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    first, second = rng.random(3, dtype=np.float32), rng.random(3, dtype=np.float32)
+    first, second = _muted(rng.random(3, dtype=np.float32)), _muted(rng.random(3, dtype=np.float32))
     t = _smooth_field(rng, height, width, int(rng.integers(2, 6)))[..., None]
     canvas = np.ascontiguousarray(first * (1 - t) + second * t, dtype=np.float32)
     # Clutter: shapes of every colour, a few of them patterned like objects, so that colour
     # and texture alone cannot separate object from background.
-    for _ in range(int(rng.integers(4, 12))):
+    for _ in range(int(rng.integers(2, 8))):
         colour = tuple(float(v) for v in rng.random(3))
         kind = rng.integers(0, 4)
         x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
-        r = int(rng.integers(3, max(4, min(height, width) // 3)))
+        r = int(rng.integers(3, max(4, min(height, width) // 5)))
         if kind == 0:
             cv2.circle(canvas, (x, y), r, colour, -1, cv2.LINE_AA)
         elif kind == 1:
@@ -115,12 +125,12 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
 def _lighting(rng: np.random.Generator, rgb: np.ndarray) -> np.ndarray:
     """Gamma, contrast, brightness and a colour-cast gradient across the frame."""
     height, width = rgb.shape[:2]
-    out = np.power(np.clip(rgb, 0, 1), rng.uniform(0.7, 1.4))
-    out = (out - 0.5) * rng.uniform(0.7, 1.2) + 0.5 + rng.uniform(-0.12, 0.12)
+    out = np.power(np.clip(rgb, 0, 1), rng.uniform(0.8, 1.25))
+    out = (out - 0.5) * rng.uniform(0.8, 1.15) + 0.5 + rng.uniform(-0.1, 0.1)
     angle = rng.uniform(0, 2 * np.pi)
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     ramp = (xs / width - 0.5) * np.cos(angle) + (ys / height - 0.5) * np.sin(angle) + 0.5
-    start, end = rng.uniform(0.85, 1.15, size=3), rng.uniform(0.85, 1.15, size=3)
+    start, end = rng.uniform(0.92, 1.08, size=3), rng.uniform(0.92, 1.08, size=3)
     gain = start + (end - start) * ramp[..., None]
     return out * gain.astype(np.float32)
 
@@ -148,10 +158,10 @@ def _occlude(rng: np.random.Generator, rgb: np.ndarray, corners: np.ndarray, sty
 def render_scene(rng: np.random.Generator, template: np.ndarray, camera: int, style: SceneStyle) -> np.ndarray:
     """One RGB uint8 image of ``template`` (float RGBA) seen from ``camera`` (0-based)."""
     height, width = image_size(rng, style)
-    corners = _object_corners(rng, camera, style, height, width)
+    corners = object_corners(rng, camera, style, height, width)
     # Shrink the template to about its on-screen size first: a perspective warp samples
     # bilinearly and would alias a large template onto a small object.
-    side = int(np.ceil(np.linalg.norm(np.diff(corners, axis=0, append=corners[:1]), axis=1).max()))
+    side = int(np.ceil(object_side(corners)))
     if side < TEMPLATE_SIZE:
         template = cv2.resize(template, (side, side), interpolation=cv2.INTER_AREA)
     size = template.shape[0]
