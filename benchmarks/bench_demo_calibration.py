@@ -123,7 +123,8 @@ def main() -> None:
         "# bench_demo_calibration", "",
         f"Machine: {describe_machine(torch=torch.__version__)}", "",
         "Command: `OMP_NUM_THREADS=1 python benchmarks/bench_demo_calibration.py "
-        f"--sizes {' '.join(map(str, args.sizes))} --finetune-epochs {args.finetune_epochs}`", "",
+        f"--sizes {' '.join(map(str, args.sizes))} --finetune-epochs {args.finetune_epochs} "
+        f"--finetune-size {args.finetune_size}`", "",
     ]
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
