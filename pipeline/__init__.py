@@ -1,0 +1,1 @@
+"""The retrieval pipeline library: importable, no side effects at import (see README, Layout)."""
