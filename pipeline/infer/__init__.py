@@ -1,0 +1,1 @@
+"""Inference: TTA feature extraction and the feature store."""
