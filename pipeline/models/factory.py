@@ -12,6 +12,7 @@ from pipeline.errors import ConfigError
 from pipeline.models.backbone import create_backbone, zero_init_residual_branches
 from pipeline.models.freeze import freeze_stages
 from pipeline.models.heads import create_head
+from pipeline.models.last_stride import set_last_stride_one
 from pipeline.models.model import ReIDModel
 from pipeline.models.neck import create_neck, init_kaiming
 from pipeline.models.pretrained import package_weights
@@ -42,6 +43,8 @@ class ModelConfig:
     drop_path_rate: float = 0.0
     # start every residual block as the identity (from-scratch training only)
     zero_init_residual: bool = False
+    # the last downsampling stage at stride 1: a final feature map twice as high and wide
+    last_stride_1: bool = False
 
     def validate(self) -> None:
         checks = [
@@ -96,6 +99,8 @@ def create_model(config: ModelConfig, num_classes: int) -> ReIDModel:
             f"zero_init_residual: {config.backbone!r} has no residual block this option handles "
             "(timm blocks with zero_init_last(), e.g. ResNet/RegNet, or EfficientNet/MobileNet skip blocks)"
         )
+    if config.last_stride_1:
+        set_last_stride_one(backbone, config.backbone)
     width = backbone.num_features
     if config.embedding_dim:
         reduction: nn.Module = nn.Linear(width, config.embedding_dim)
