@@ -87,3 +87,38 @@ def test_batch_larger_than_memory_is_a_clear_error():
     x, labels = next(_batches(1, size=6))
     with pytest.raises(ValueError, match="xbm_size=5"):
         XBMLoss(feature_dim=3, memory_size=5)(x, labels, iteration=0)
+
+
+def test_memory_is_dropped_at_the_stop_and_the_loss_is_zero_outside_the_window():
+    xbm = XBMLoss(feature_dim=3, memory_size=5, start_iteration=1, stop_iteration=3)
+    losses = [float(xbm(x, labels, iteration=b).detach()) for b, (x, labels) in enumerate(_batches(5))]
+    assert losses[0] == 0.0 and losses[3] == losses[4] == 0.0
+    assert losses[1] > 0.0 or losses[2] > 0.0  # on inside the window (4 rows of 3 identities)
+    assert xbm.memory.queue_idx == 0 and not xbm.memory.has_been_filled
+    assert not xbm.memory.embedding_memory.any()
+
+
+def test_a_run_resumed_across_the_stop_equals_an_uninterrupted_one():
+    def make() -> XBMLoss:
+        return XBMLoss(feature_dim=3, memory_size=5, start_iteration=1, stop_iteration=4)
+
+    batches = list(_batches(6))
+    whole, first = make(), make()
+    whole_losses = [float(whole(x, y, iteration=b)) for b, (x, y) in enumerate(batches)]
+    first_losses = [float(first(x, y, iteration=b)) for b, (x, y) in enumerate(batches[:3])]
+    resumed = make()
+    resumed.load_state_dict(first.state_dict())  # killed after iteration 2, before the stop
+    snapshots = []
+    for b, (x, y) in enumerate(batches[3:], start=3):
+        first_losses.append(float(resumed(x, y, iteration=b)))
+        snapshots.append(resumed.state_dict())
+    assert first_losses == whole_losses
+    final = whole.state_dict()
+    assert final.keys() == snapshots[-1].keys()
+    for key, value in final.items():
+        assert value == snapshots[-1][key] if not isinstance(value, torch.Tensor) else torch.equal(value, snapshots[-1][key])
+
+
+def test_a_stop_before_the_start_is_refused():
+    with pytest.raises(ValueError, match="stop_iteration"):
+        XBMLoss(feature_dim=3, start_iteration=5, stop_iteration=5)

@@ -30,6 +30,7 @@ class LossConfig:
     xbm_weight: float = 0.0
     xbm_size: int = 1024  # memory size in samples
     xbm_start_iteration: int = 0
+    xbm_stop_iteration: int | None = None  # XBM off (memory dropped) from this iteration on; None: never
 
     def validate(self) -> None:
         weights = {
@@ -52,6 +53,10 @@ class LossConfig:
             raise ValueError(f"xbm_size must be >= 1, got {self.xbm_size}")
         if self.xbm_start_iteration < 0:
             raise ValueError(f"xbm_start_iteration must be >= 0, got {self.xbm_start_iteration}")
+        if self.xbm_stop_iteration is not None and self.xbm_stop_iteration <= self.xbm_start_iteration:
+            raise ValueError(
+                f"xbm_stop_iteration ({self.xbm_stop_iteration}) must be after xbm_start_iteration ({self.xbm_start_iteration})"
+            )
 
 
 def pair_mask(labels: Tensor, metric_mask: Tensor | None = None) -> Tensor:
@@ -86,7 +91,10 @@ class ReIDCriterion(nn.Module):
             CentroidTripletLoss(c.centroid_triplet_margin, c.triplet_normalize) if c.centroid_triplet_weight else None
         )
         self.xbm = (
-            XBMLoss(feature_dim, c.xbm_size, c.xbm_start_iteration, c.triplet_margin, c.triplet_normalize)
+            XBMLoss(
+                feature_dim, c.xbm_size, c.xbm_start_iteration, c.triplet_margin, c.triplet_normalize,
+                c.xbm_stop_iteration,
+            )
             if c.xbm_weight
             else None
         )

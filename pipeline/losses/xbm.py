@@ -1,6 +1,9 @@
 """Cross-batch memory (Wang et al. 2020, XBM): pytorch-metric-learning's CrossBatchMemory
 with a start iteration, which PML lacks: early features drift too fast to be useful
 negatives, so before ``start_iteration`` there is no memory loss and nothing is enqueued.
+An optional ``stop_iteration`` switches it off again (the DIGIX 2020 second-place team found
+XBM helped only when off for the last part of training): from there on the loss is zero and
+the memory is emptied, once, so no stale entries are kept or checkpointed.
 
 The memory loss is the batch-hard triplet loss, mined over the memory (which holds the
 current batch as well, minus each anchor's own entry).
@@ -24,14 +27,23 @@ class XBMLoss(nn.Module):
         start_iteration: int = 0,
         margin: float = 0.3,
         normalize: bool = False,
+        stop_iteration: int | None = None,
     ) -> None:
         super().__init__()
         loss, miner = batch_hard_parts(margin, normalize)
         self.memory = CrossBatchMemory(loss, embedding_size=feature_dim, memory_size=memory_size, miner=miner)
+        if stop_iteration is not None and stop_iteration <= start_iteration:
+            raise ValueError(f"XBM stop_iteration ({stop_iteration}) must come after start_iteration ({start_iteration})")
         self.start_iteration = start_iteration
+        self.stop_iteration = stop_iteration
+
+    def active(self, iteration: int) -> bool:
+        return iteration >= self.start_iteration and (self.stop_iteration is None or iteration < self.stop_iteration)
 
     def forward(self, features: Tensor, labels: Tensor, iteration: int) -> Tensor:
-        if iteration < self.start_iteration:
+        if not self.active(iteration):
+            if iteration >= self.start_iteration and (self.memory.queue_idx or self.memory.has_been_filled):
+                self.memory.reset_queue()  # at the stop: drop the memory (zeroed, queue at 0)
             return features.sum() * 0.0  # zero that keeps the graph connected
         if len(features) > self.memory.memory_size:
             raise ValueError(f"xbm_size={self.memory.memory_size} is smaller than the batch ({len(features)})")
