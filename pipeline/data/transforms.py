@@ -10,12 +10,14 @@ Images stay uint8 HxWx3 RGB here; normalisation happens on the batch in torch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import albumentations as A
 import cv2
 import numpy as np
 
+from pipeline.data.policy_augment import TimmPolicy
+from pipeline.data.repair_augment import DeGaussian, DePepper
 from pipeline.data.rescale_pad import ImageSize, height_width
 
 IMAGENET_MEAN_PIXEL = (124.0, 116.0, 104.0)  # erased areas become ~0 after normalisation
@@ -48,11 +50,20 @@ class AugmentConfig:
     random_patch_p: float = 0.0
     random_patch_area: tuple[float, float] = (0.01, 0.2)
     random_patch_pool: int = 1000
+    # the denoise stage's repairs on clean training images (DIGIX 2020 2nd: DeGaussian / DePepper)
+    degaussian_p: float = 0.0
+    degaussian_sigma: tuple[float, float] = (5.0, 25.0)  # noise sigma (0-255) the filter is set for
+    degaussian_method: Literal["nlmeans", "bilateral"] = "nlmeans"  # as params.yaml denoise.gaussian_method
+    depepper_p: float = 0.0
+    depepper_density: tuple[float, float] = (0.01, 0.1)  # fraction of pixels median-filled
+    # timm's policy string, e.g. "rand-m9-mstd0.5-inc1" (RandAugment), "original" (AutoAugment); None: off
+    auto_augment: str | None = None
 
     def validate(self) -> None:
         for name in (
             "hflip_p", "vflip_p", "affine_p", "perspective_p", "rotate90_p",
             "channel_shuffle_p", "color_jitter_p", "erasing_p", "random_patch_p",
+            "degaussian_p", "depepper_p",
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -63,6 +74,14 @@ class AugmentConfig:
                 raise ValueError(f"{name} must satisfy 0 < low <= high < 1, got {(low, high)}")
         if self.random_patch_pool < 1:
             raise ValueError("random_patch_pool must be at least 1")
+        low, high = self.degaussian_sigma
+        if not 0.0 < low <= high:
+            raise ValueError(f"degaussian_sigma must satisfy 0 < low <= high, got {(low, high)}")
+        low, high = self.depepper_density
+        if not 0.0 < low <= high < 1.0:
+            raise ValueError(f"depepper_density must satisfy 0 < low <= high < 1, got {(low, high)}")
+        if self.auto_augment is not None and not self.auto_augment.strip():
+            raise ValueError("auto_augment must be a timm policy string or null")
 
 
 class RandomPatch(A.ImageOnlyTransform):
@@ -125,8 +144,16 @@ def resize_transform(size: ImageSize) -> A.BasicTransform:
 
 
 def build_train_transforms(config: AugmentConfig, input_size: ImageSize) -> list[A.BasicTransform]:
-    """The enabled transforms in order: geometry, colour, then occlusion."""
+    """The enabled transforms in order: denoise repairs (at the cache's resolution, as the
+    denoise stage repairs before preprocessing), resize, policy, geometry, colour, occlusion."""
     c = config
+    repairs = [
+        make(p) for p, make in (
+            (c.degaussian_p, lambda p: DeGaussian(c.degaussian_sigma, c.degaussian_method, p=p)),
+            (c.depepper_p, lambda p: DePepper(c.depepper_density, p=p)),
+        ) if p > 0
+    ]
+    policy = [] if c.auto_augment is None else [TimmPolicy(c.auto_augment, min(height_width(input_size)), c.erasing_fill)]
     steps: list[tuple[float, Any]] = [
         (c.hflip_p, lambda p: A.HorizontalFlip(p=p)),
         (c.vflip_p, lambda p: A.VerticalFlip(p=p)),
@@ -147,7 +174,7 @@ def build_train_transforms(config: AugmentConfig, input_size: ImageSize) -> list
             scale=c.erasing_area, ratio=c.erasing_aspect, fill=c.erasing_fill, p=p,
         )),
     ]
-    return [resize_transform(input_size)] + [make(p) for p, make in steps if p > 0]
+    return repairs + [resize_transform(input_size)] + policy + [make(p) for p, make in steps if p > 0]
 
 
 class SeededAugment:
