@@ -71,7 +71,9 @@ class ReIDCriterion(nn.Module):
 
     Pairwise metric losses (triplet, centroid triplet, XBM) see only the samples inside
     ``metric_mask`` whose identity has 2+ samples there; with fewer than 2 such identities
-    they are a graph-connected zero (and XBM enqueues nothing). The center loss needs no
+    they are a graph-connected zero (and XBM enqueues nothing). Each training-only branch of
+    the output (Batch DropBlock) adds its own cross-entropy and triplet terms ("bdb_ce",
+    "bdb_triplet"), as in the paper. The center loss needs no
     pairs: it uses every sample inside ``metric_mask``. The returned parts are the
     unweighted values, one key per active loss.
 
@@ -108,10 +110,7 @@ class ReIDCriterion(nn.Module):
         features = output.features.to(torch.promote_types(output.features.dtype, torch.float32))
         terms: dict[str, tuple[float, Tensor]] = {}
         if c.ce_weight:
-            if output.logits is None:
-                raise ValueError("ce_weight > 0 needs a model with a classifier head (num_classes > 0)")
-            logits = output.logits.to(torch.promote_types(output.logits.dtype, torch.float32))
-            terms["ce"] = (c.ce_weight, F.cross_entropy(logits, labels, label_smoothing=c.label_smoothing))
+            terms["ce"] = (c.ce_weight, self._cross_entropy(output, labels))
         zero = features.sum() * 0.0  # graph-connected, so backward() works on any batch
         if self.center is not None:
             inside = torch.ones_like(labels, dtype=torch.bool) if metric_mask is None else metric_mask.to(torch.bool)
@@ -127,9 +126,21 @@ class ReIDCriterion(nn.Module):
             terms["centroid"] = (c.centroid_triplet_weight, centroid)
         if self.xbm is not None:
             terms["xbm"] = (c.xbm_weight, self.xbm(pair_features, pair_labels, iteration) if enough else zero)
+        for branch in output.branches:  # Batch DropBlock: the paper's softmax + triplet per branch
+            if c.ce_weight:
+                terms["bdb_ce"] = (c.ce_weight, self._cross_entropy(branch, labels))
+            if self.triplet is not None:
+                branch_features = branch.features.to(features.dtype)[keep]
+                terms["bdb_triplet"] = (c.triplet_weight, self.triplet(branch_features, pair_labels) if enough else zero)
         total = sum(weight * value for weight, value in terms.values())
         values = torch.stack([value.detach().float() for _, value in terms.values()]).tolist()  # one sync
         return total, dict(zip(terms, values))
+
+    def _cross_entropy(self, output: ModelOutput, labels: Tensor) -> Tensor:
+        if output.logits is None:
+            raise ValueError("ce_weight > 0 needs a model with a classifier head (num_classes > 0)")
+        logits = output.logits.to(torch.promote_types(output.logits.dtype, torch.float32))
+        return F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
 
     def center_parameters(self) -> list[nn.Parameter]:
         return [] if self.center is None else [self.center.centers]

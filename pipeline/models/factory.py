@@ -9,6 +9,7 @@ from torch import nn
 
 from pipeline.compat import import_timm
 from pipeline.errors import ConfigError
+from pipeline.models.batch_drop import BatchDropBranch
 from pipeline.models.backbone import create_backbone, zero_init_residual_branches
 from pipeline.models.freeze import freeze_stages
 from pipeline.models.heads import create_head
@@ -45,6 +46,11 @@ class ModelConfig:
     zero_init_residual: bool = False
     # the last downsampling stage at stride 1: a final feature map twice as high and wide
     last_stride_1: bool = False
+    # Batch DropBlock: a training-only second branch on the feature map with one random band of
+    # batch_drop_height x batch_drop_width (fractions of the map) zeroed for the whole batch
+    batch_drop: bool = False
+    batch_drop_height: float = 0.3
+    batch_drop_width: float = 1.0  # 1.0: the full width, a horizontal band (the paper's)
 
     def validate(self) -> None:
         checks = [
@@ -66,6 +72,8 @@ class ModelConfig:
             (self.frozen_stages >= 0, f"frozen_stages must be >= 0, got {self.frozen_stages}"),
             (self.embedding in ("post_bn", "pre_bn"), f"embedding must be post_bn or pre_bn, got {self.embedding!r}"),
             (0 <= self.drop_path_rate < 1, f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}"),
+            (0 < self.batch_drop_height < 1, f"batch_drop_height must be in (0, 1), got {self.batch_drop_height}"),
+            (0 < self.batch_drop_width <= 1, f"batch_drop_width must be in (0, 1], got {self.batch_drop_width}"),
             (
                 not (self.zero_init_residual and (self.pretrained or self.pretrained_file)),
                 "zero_init_residual would erase pretrained weights; use it only when training from scratch",
@@ -102,24 +110,35 @@ def create_model(config: ModelConfig, num_classes: int) -> ReIDModel:
     if config.last_stride_1:
         set_last_stride_one(backbone, config.backbone)
     width = backbone.num_features
-    if config.embedding_dim:
-        reduction: nn.Module = nn.Linear(width, config.embedding_dim)
-        init_kaiming(reduction)
-    else:
-        reduction = nn.Identity()
     feature_dim = config.embedding_dim or width
-    head = create_head(config.head, feature_dim, num_classes, config.scale, config.margin) if num_classes else None
+
+    def reduction_neck_head() -> tuple[nn.Module, nn.Module, nn.Module | None]:
+        if config.embedding_dim:
+            reduction: nn.Module = nn.Linear(width, config.embedding_dim)
+            init_kaiming(reduction)
+        else:
+            reduction = nn.Identity()
+        head = create_head(config.head, feature_dim, num_classes, config.scale, config.margin) if num_classes else None
+        return reduction, create_neck(config.neck, feature_dim), head
+
+    reduction, neck, head = reduction_neck_head()
+    batch_drop = (
+        BatchDropBranch(width, *reduction_neck_head(), config.batch_drop_height, config.batch_drop_width)
+        if config.batch_drop
+        else None
+    )
     model = ReIDModel(
         backbone,
         create_pooling(config.pooling, config.gem_p, config.gem_learnable),
         reduction,
-        create_neck(config.neck, feature_dim),
+        neck,
         head,
         feature_dim=feature_dim,
         num_classes=num_classes,
         dropout=config.dropout,
         embedding=config.embedding,
         config=config,
+        batch_drop=batch_drop,
     )
     freeze_stages(model.backbone, config.frozen_stages)
     return model

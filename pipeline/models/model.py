@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor, nn
@@ -15,6 +15,8 @@ class ModelOutput:
     features: Tensor  # pre-neck (B, D): the metric losses' input
     embeddings: Tensor  # post-neck (B, D): the classifier's input
     logits: Tensor | None  # (B, C), margins applied when labels are given; None without a head
+    # training-only branches (Batch DropBlock), each trained with the same losses
+    branches: tuple[ModelOutput, ...] = field(default_factory=tuple)
 
 
 class ReIDModel(nn.Module):
@@ -37,6 +39,7 @@ class ReIDModel(nn.Module):
         dropout: float = 0.0,
         embedding: str = "post_bn",
         config: Any = None,
+        batch_drop: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if embedding not in ("post_bn", "pre_bn"):
@@ -51,22 +54,28 @@ class ReIDModel(nn.Module):
         self.num_classes = num_classes
         self.embedding = embedding
         self.config = config
+        self.batch_drop = batch_drop  # feature map -> ModelOutput, in training only
         # timm sets output_fmt on channels-last families (e.g. swin); NCHW otherwise
         self._channels_last = getattr(backbone, "output_fmt", "NCHW") == "NHWC"
 
-    def _pooled(self, images: Tensor) -> Tensor:
+    def _feature_map(self, images: Tensor) -> Tensor:
         x = self.backbone.forward_features(images)
         if x.ndim == 3:  # token sequences (B, N, C), e.g. ViT: pooled over the tokens
             x = x.transpose(1, 2).unsqueeze(-1)
         elif self._channels_last:
             x = x.permute(0, 3, 1, 2)
-        return self.pooling(x)
+        return x
+
+    def _pooled(self, images: Tensor) -> Tensor:
+        return self.pooling(self._feature_map(images))
 
     def forward(self, images: Tensor, labels: Tensor | None = None) -> ModelOutput:
-        features = self.reduction(self._pooled(images))
+        x = self._feature_map(images)
+        features = self.reduction(self.pooling(x))
         embeddings = self.neck(features)
         logits = None if self.head is None else self.head(self.dropout(embeddings), labels)
-        return ModelOutput(features=features, embeddings=embeddings, logits=logits)
+        branches = (self.batch_drop(x, labels),) if self.batch_drop is not None and self.training else ()
+        return ModelOutput(features=features, embeddings=embeddings, logits=logits, branches=branches)
 
     def embed(self, images: Tensor) -> Tensor:
         """The retrieval embedding (not normalised); needs no labels and skips the head."""
@@ -79,14 +88,15 @@ class ReIDModel(nn.Module):
         return self
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        """{"backbone": ..., "head": pooling + reduction + neck + classifier} for two learning rates.
+        """{"backbone": ..., "head": pooling + reduction + neck + classifier (+ batch-drop branch)}
+        for two learning rates.
 
         Frozen backbone parameters are included, so ``unfreeze`` needs no new optimiser (an
         optimiser skips parameters without gradients); the BNNeck bias, frozen for good, is not.
         """
         head = [
             p
-            for part in (self.pooling, self.reduction, self.neck, self.head)
+            for part in (self.pooling, self.reduction, self.neck, self.head, self.batch_drop)
             if part is not None
             for p in part.parameters()
             if p.requires_grad
