@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     if stage.threads:
         torch.set_num_threads(stage.threads)
     info = init_distributed(stage.device)
-    out_dir = Path(stage.out) / args.model / f"fold{args.fold}"
-    summary = fit(recipe, data, out_dir, model_name=args.model, fold=args.fold, info=info)
+    init = stage.init_checkpoint(args.model, recipe, args.fold)
+    summary = fit(recipe, data, stage.run_dir(args.model, args.fold), model_name=args.model, fold=args.fold, info=info, init=init)
     if info.is_main:
         log.info("%s fold %d done: %s", args.model, args.fold, summary)
 

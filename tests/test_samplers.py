@@ -105,3 +105,22 @@ def test_identities_with_fewer_than_k_images_are_warned_about_once(caplog):
     with caplog.at_level(logging.WARNING, logger="pipeline.data.samplers"):
         PKBatchSampler(labels, p=2, k=2)
     assert caplog.text == ""
+
+
+def test_max_per_identity_undersamples_big_identities_with_a_fresh_subset_each_epoch():
+    labels = np.array([0] * 40 + [1] * 8 + [2] * 6 + [3] * 4)
+    sampler = PKBatchSampler(labels, p=2, k=2, seed=0, max_per_identity=8)
+    subsets = []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        seen: dict[int, set[int]] = {}
+        for batch in sampler:
+            for index, _ in batch:
+                seen.setdefault(int(labels[index]), set()).add(index)
+        # identity 0 gives 8 of its 40 images (top-ups may add one fresh chunk of 2)
+        assert 8 <= len(seen[0]) <= 10
+        assert (len(seen[1]), len(seen[2]), len(seen[3])) == (8, 6, 4)  # small identities keep all
+        subsets.append(frozenset(seen[0]))
+    assert len(set(subsets)) == 3
+    with pytest.raises(ValueError, match="at least k"):
+        PKBatchSampler(labels, p=2, k=4, max_per_identity=3)

@@ -20,7 +20,7 @@ from pipeline.train import load_recipe, load_trained_model
 from pipeline.train import loop
 from pipeline.train.data import FoldData
 from pipeline.train.loop import fit, seed_everything
-from pipeline.train.recipe import Recipe, TrainConfig
+from pipeline.train.recipe import Recipe, TrainConfig, TrainStageConfig
 from pipeline.train.schedule import OptimConfig
 from pipeline.data.rescale_pad import height_width
 from pipeline.data.transforms import AugmentConfig
@@ -117,6 +117,36 @@ def test_xbm_switched_off_mid_run_resumes_to_the_uninterrupted_state(tmp_path):
     run(recipe, tmp_path / "b")
     assert_same(weights(tmp_path / "a"), weights(tmp_path / "b"))
     assert not weights(tmp_path / "a")["criterion.xbm.memory.embedding_memory"].any()  # dropped
+
+
+def test_second_stage_starts_from_the_first_stages_weights_and_restarts_when_they_change(tmp_path, caplog):
+    run(tiny_recipe(epochs=1), tmp_path / "stage1")
+    best = tmp_path / "stage1" / "checkpoints" / "best.pt"
+    stage2 = tiny_recipe(epochs=1, max_per_identity=4)
+    trainer = loop.Trainer(stage2, tiny_data(), loop.DistInfo(), init=best)
+    assert_same(trainer.model.state_dict(), torch.load(best, weights_only=True)["model"])
+    run(stage2, tmp_path / "stage2", init=best)
+    run(tiny_recipe(epochs=1, seed=9), tmp_path / "stage1")  # stage 1 retrained: new weights
+    with caplog.at_level(logging.INFO):
+        run(stage2, tmp_path / "stage2", init=best)
+    assert "training from scratch" in caplog.text
+    with pytest.raises(ConfigError, match="do not fit"):
+        other = dataclasses.replace(stage2, model=ModelConfig(backbone="test_efficientnet", embedding_dim=8))
+        loop.Trainer(other, tiny_data(), loop.DistInfo(), init=best)
+
+
+def test_the_stage_finds_the_first_stage_checkpoint_by_recipe_and_fold(tmp_path):
+    stage = TrainStageConfig(models=["a", "b"], folds=[0], out=str(tmp_path))
+    recipe = tiny_recipe(init_from="a")
+    assert stage.init_checkpoint("b", tiny_recipe(), 0) is None
+    with pytest.raises(ConfigError, match="train 'a' on fold 0 first"):
+        stage.init_checkpoint("b", recipe, 0)
+    with pytest.raises(ConfigError, match="the recipe itself"):
+        stage.init_checkpoint("a", recipe, 0)
+    path = tmp_path / "a" / "fold0" / "checkpoints" / "best.pt"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")
+    assert stage.init_checkpoint("b", recipe, 0) == path
 
 
 def test_changed_recipe_starts_over(tmp_path, caplog):

@@ -34,6 +34,10 @@ class PKBatchSampler:
     identities with the most chunks left first; when fewer than ``p`` identities have chunks
     left, the batch is filled with fresh chunks of other identities. So every identity
     appears in every epoch. The batches are then shuffled.
+
+    ``max_per_identity`` undersamples the head of a long-tailed set (two-stage long-tail
+    training, DIGIX 2020 third place): each epoch an identity with more images uses a fresh
+    random subset of that many, so the biggest identities stop dominating the batches.
     """
 
     def __init__(
@@ -44,10 +48,13 @@ class PKBatchSampler:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        max_per_identity: int | None = None,
     ) -> None:
         labels = np.asarray(labels)
         if p < 1 or k < 1:
             raise ValueError(f"p and k must be positive, got p={p}, k={k}")
+        if max_per_identity is not None and max_per_identity < k:
+            raise ValueError(f"max_per_identity must be at least k={k}, got {max_per_identity}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world size {world_size}")
         identities, inverse = np.unique(labels, return_inverse=True)
@@ -55,7 +62,7 @@ class PKBatchSampler:
             raise DataError(
                 f"PK sampling needs at least p={p} identities in the training split, got {len(identities)}"
             )
-        self.p, self.k = p, k
+        self.p, self.k, self.max_per_identity = p, k, max_per_identity
         self.seed, self.epoch = seed, 0
         self.rank, self.world_size = rank, world_size
         order = np.argsort(inverse, kind="stable")
@@ -83,6 +90,8 @@ class PKBatchSampler:
 
     def _chunk(self, rng: np.random.Generator, members: np.ndarray) -> list[np.ndarray]:
         shuffled = rng.permutation(members)
+        if self.max_per_identity is not None:
+            shuffled = shuffled[: self.max_per_identity]  # a fresh random subset every epoch
         if len(shuffled) < self.k:  # the only case drawn with replacement
             extra = rng.choice(shuffled, size=self.k - len(shuffled), replace=True)
             return [np.concatenate([shuffled, extra])]

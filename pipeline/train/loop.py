@@ -45,6 +45,7 @@ from pipeline.train.distributed import DistInfo
 from pipeline.train.optim import build_center_optimizer, build_optimizer
 from pipeline.train.recipe import Recipe
 from pipeline.train.schedule import build_scheduler
+from pipeline.train.trained import load_weights
 from pipeline.train.validate import validation_scores
 
 log = logging.getLogger(__name__)
@@ -59,9 +60,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def fingerprint(recipe: Recipe, data: FoldData, world_size: int) -> str:
-    """What a checkpoint must match to be resumed: the recipe and the exact fold data."""
+def fingerprint(recipe: Recipe, data: FoldData, world_size: int, init: Path | None = None) -> str:
+    """What a checkpoint must match to be resumed: the recipe, the exact fold data and the
+    bytes of the weights it started from (``init``: a retrained stage 1 restarts stage 2)."""
     digest = hashlib.blake2b(digest_size=16)
+    if init is not None:
+        digest.update(Path(init).read_bytes())
     digest.update(json.dumps(dataclasses.asdict(recipe), sort_keys=True, default=str).encode())
     digest.update(f"world_size={world_size}".encode())
     for rows in (data.train_rows, data.query_rows, data.gallery_rows):
@@ -75,7 +79,7 @@ def fingerprint(recipe: Recipe, data: FoldData, world_size: int) -> str:
 class Trainer:
     """The objects of one training run and the epoch loop over them."""
 
-    def __init__(self, recipe: Recipe, data: FoldData, info: DistInfo) -> None:
+    def __init__(self, recipe: Recipe, data: FoldData, info: DistInfo, init: Path | None = None) -> None:
         cfg = recipe.train
         self.recipe, self.data, self.info = recipe, data, info
         self.device = info.device
@@ -89,13 +93,16 @@ class Trainer:
         self.metric_ok = torch.as_tensor(counts >= 2, device=self.device)
         seed_everything(cfg.seed)
         self.model = create_model(recipe.model, self.num_classes).to(self.device)
+        if init is not None:
+            load_weights(self.model, init)
         self.mean, self.std = input_normalisation(self.model)
         self.criterion = ReIDCriterion(recipe.loss, self.num_classes, self.model.feature_dim).to(self.device)
         self.optimizer = build_optimizer(self.model.parameter_groups(), recipe.optim)
         self.center_params = list(self.criterion.center_parameters())
         self.center_optimizer = build_center_optimizer(self.center_params, recipe.loss.center_lr)
         self.sampler = PKBatchSampler(
-            class_ids, cfg.p, cfg.k, seed=cfg.seed, rank=info.rank, world_size=info.world_size
+            class_ids, cfg.p, cfg.k, seed=cfg.seed, rank=info.rank, world_size=info.world_size,
+            max_per_identity=cfg.max_per_identity,
         )
         self.augment = SeededAugment(build_train_transforms(recipe.augment, cfg.input_size))
         dataset = AugmentedImages(data.images, data.train_rows, class_ids, self.augment)
@@ -260,17 +267,19 @@ def fit(
     fold: int,
     info: DistInfo | None = None,
     on_epoch_end: EpochCallback | None = None,
+    init: Path | None = None,
 ) -> dict[str, float]:
     """Train (or resume) one model on one fold; returns the final summary metrics.
 
-    ``on_epoch_end(epoch, metrics)`` runs after each epoch's checkpoint is written.
+    ``on_epoch_end(epoch, metrics)`` runs after each epoch's checkpoint is written. ``init``:
+    a training checkpoint (the same model and fold) whose weights the model starts from.
     """
     info = info or DistInfo()
     out_dir = Path(out_dir)
     last_path = out_dir / "checkpoints" / "last.pt"
     best_path = out_dir / "checkpoints" / "best.pt"
-    trainer = Trainer(recipe, data, info)
-    print_id = fingerprint(recipe, data, info.world_size)
+    trainer = Trainer(recipe, data, info, init)
+    print_id = fingerprint(recipe, data, info.world_size, init)
     epochs = recipe.train.epochs
     meta = {
         "model_name": model_name, "fold": fold, "backbone": recipe.model.backbone,

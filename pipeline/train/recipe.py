@@ -9,6 +9,7 @@ from typing import Literal
 from pipeline.config import from_mapping, read_yaml
 from pipeline.data.rescale_pad import height_width
 from pipeline.data.transforms import AugmentConfig
+from pipeline.errors import ConfigError
 from pipeline.losses import LossConfig
 from pipeline.models import ModelConfig
 from pipeline.train.schedule import OptimConfig
@@ -26,6 +27,10 @@ class TrainConfig:
     workers: int = 0  # DataLoader worker processes; 0 augments in the training process
     eval_every: int = 1  # validate every n epochs (and always after the last)
     eval_batch_size: int = 128
+    # two-stage long-tail training (DIGIX 2020 third place): stage 2 is a recipe that starts from
+    # the best.pt of recipe ``init_from`` on the same fold and undersamples big identities
+    init_from: str | None = None  # a recipe name under train.recipes; its run must exist
+    max_per_identity: int | None = None  # images of one identity per epoch at most (>= k); None: all
 
     def validate(self) -> None:
         for name in ("epochs", "p", "k", "eval_every", "eval_batch_size"):
@@ -39,6 +44,10 @@ class TrainConfig:
             raise ValueError("workers must not be negative")
         if self.unfreeze_epoch is not None and self.unfreeze_epoch < 0:
             raise ValueError("unfreeze_epoch must not be negative")
+        if self.max_per_identity is not None and self.max_per_identity < self.k:
+            raise ValueError(f"max_per_identity must be at least k={self.k}, got {self.max_per_identity}")
+        if self.init_from is not None and not self.init_from.strip():
+            raise ValueError("init_from must name a recipe or be null")
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,24 @@ class TrainStageConfig:
     # CPU threads per process; 0 keeps torch's default. 1 is much faster when other jobs
     # share the cores: idle OpenMP threads spin and then wait on preempted siblings.
     threads: int = 0
+
+    def run_dir(self, model: str, fold: int) -> Path:
+        """Where recipe ``model`` trains fold ``fold``: checkpoints/ and live/."""
+        return Path(self.out) / model / f"fold{fold}"
+
+    def init_checkpoint(self, model: str, recipe: Recipe, fold: int) -> Path | None:
+        """The stage-1 weights a ``train.init_from`` recipe starts from; None without one."""
+        source = recipe.train.init_from
+        if source is None:
+            return None
+        if source == model:
+            raise ConfigError(f"{self.recipes}/{model}.yaml: train.init_from names the recipe itself")
+        path = self.run_dir(source, fold) / "checkpoints" / "best.pt"
+        if not path.is_file():
+            raise ConfigError(
+                f"{self.recipes}/{model}.yaml: train.init_from: {path} not found; train '{source}' on fold {fold} first"
+            )
+        return path
 
     def validate(self) -> None:
         if not self.models:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from pipeline.config import from_mapping
-from pipeline.errors import DataError
+from pipeline.errors import ConfigError, DataError
 from pipeline.models import ModelConfig, ReIDModel, create_model
 from pipeline.train.checkpoint import load_checkpoint
 
@@ -33,3 +33,15 @@ def load_trained_model(
     model = create_model(config, num_classes)
     model.load_state_dict(weights)
     return model.to(device).eval(), meta
+
+
+def load_weights(model: ReIDModel, checkpoint_path: str | Path) -> None:
+    """Load the model weights of a training checkpoint into ``model`` (a second training stage):
+    every tensor must match, so the checkpoint must come from the same model on the same fold."""
+    state = load_checkpoint(checkpoint_path)
+    if "model" not in state:
+        raise DataError(f"{checkpoint_path}: not a training checkpoint (no 'model')")
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise ConfigError(f"{checkpoint_path}: its weights do not fit this recipe's model (same model and fold needed): {error}") from error
