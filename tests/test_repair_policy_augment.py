@@ -48,7 +48,7 @@ def test_repairs_run_before_the_resize_and_are_off_by_default():
 
 
 def test_timm_policy_is_reproducible_and_leaves_global_randomness_alone():
-    config = AugmentConfig(auto_augment="rand-m9-mstd0.5-inc1", **OFF)
+    config = AugmentConfig(auto_augment="rand-m9-mstd0.5", **OFF)
     augment = SeededAugment(build_train_transforms(config, 32))
     random.seed(1)
     np.random.seed(1)

@@ -5,6 +5,10 @@ an albumentations transform, so that they take part in the per-sample seeding of
 timm's policies work on PIL images and draw from the global ``random`` and ``numpy.random``
 generators; each call seeds both from this transform's own generator and restores them after,
 so a policy's draw depends only on the sample's seed and leaves other code's randomness alone.
+
+Known clash (timm 1.0.31 with Pillow 13): the "increasing" RandAugment ops (``-inc1``) ask
+``ImageOps.posterize`` for 0 bits at magnitude 10, which Pillow 13 refuses with a ValueError;
+``rand-m9-mstd0.5`` (posterize keeps 3-4 bits at m9) does not hit it.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ def timm_policy(policy: str, side: int, fill: tuple[float, float, float]) -> Any
     except (AssertionError, KeyError, ValueError, IndexError) as error:
         raise ConfigError(
             f"augment.auto_augment: {policy!r} is not a timm policy string "
-            f"(e.g. 'rand-m9-mstd0.5-inc1', 'original', 'v0', 'augmix-m5-w4-d2'): {error!r}"
+            f"(e.g. 'rand-m9-mstd0.5', 'original', 'v0', 'augmix-m5-w4-d2'): {error!r}"
         ) from error
 
 

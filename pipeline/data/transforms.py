@@ -56,7 +56,7 @@ class AugmentConfig:
     degaussian_method: Literal["nlmeans", "bilateral"] = "nlmeans"  # as params.yaml denoise.gaussian_method
     depepper_p: float = 0.0
     depepper_density: tuple[float, float] = (0.01, 0.1)  # fraction of pixels median-filled
-    # timm's policy string, e.g. "rand-m9-mstd0.5-inc1" (RandAugment), "original" (AutoAugment); None: off
+    # timm's policy string, e.g. "rand-m9-mstd0.5" (RandAugment), "original" (AutoAugment); None: off
     auto_augment: str | None = None
 
     def validate(self) -> None:
