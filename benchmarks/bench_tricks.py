@@ -13,7 +13,7 @@ packaged-weight lite0 preset (configs/lite0.yaml) and compared with that preset,
 seed, on the dataset's own query/gallery split (never trained on). Two-stage training is
 compared with the same second stage without the undersampling:
 
-    python benchmarks/bench_tricks.py --suite single --dataset grocery --epochs 3 --input-size 64 \
+    python benchmarks/bench_tricks.py --suite single --dataset grocery --epochs 3 --input-size 48 \
         --seeds 0 --jobs 1 --out benchmarks/results/bench_tricks_single_grocery.md
 """
 
