@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.chain.rerank_step import RerankStageConfig
 from pipeline.cli import run_stage, stage_parser
 from pipeline.data.cache import PreprocessConfig
 from pipeline.data.folds import FoldsConfig, read_folds
@@ -27,7 +28,9 @@ def main(argv: list[str] | None = None) -> None:
     missing = [str(p) for p in checkpoints.values() if not p.is_file()]
     if missing:
         raise DataError(f"missing checkpoints (run the train stages first): {', '.join(missing)}")
-    features = extract_model(checkpoints, Path(cache.out), read_folds(folds.out), cfg)
+    # local features are stored only when retrieval uses them
+    local = load_section("rerank", RerankStageConfig, args.params).local_weight > 0
+    features = extract_model(checkpoints, Path(cache.out), read_folds(folds.out), cfg, local=local)
     save_features(Path(cfg.out) / args.model, features, dtype=cfg.dtype)
 
 
