@@ -144,3 +144,32 @@ def test_candidate_local_distances_equal_a_per_pair_loop_and_lists_resort():
     assert np.all(np.diff(new_values, axis=1) >= 0)
     for q in range(3):
         assert dict(zip(new_indices[q], new_values[q])) == pytest.approx(dict(zip(indices[q], combined[q])), abs=1e-5)
+
+
+def test_local_features_round_trip_through_the_feature_store_as_npy(tmp_path):
+    from pipeline.infer.store import FeatureSet, ModelFeatures, load_features, save_features
+
+    rng = np.random.default_rng(1)
+    local = rng.normal(size=(3, 4, 5)).astype(np.float32)
+    features = ModelFeatures(FeatureSet(rng.normal(size=(3, 2)), ["a", "b", "c"], local), FeatureSet(rng.normal(size=(2, 2)), ["d", "e"]))
+    save_features(tmp_path / "m", features)
+    assert sorted(p.name for p in (tmp_path / "m").glob("*.npy")) == ["gallery.npy", "query.npy", "query_local.npy"]
+    loaded = load_features(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.query.local, local)
+    assert loaded.gallery.local is None
+
+
+def test_extracted_local_features_come_from_the_upright_views_only():
+    from pipeline.infer.tta import TTAConfig, extract_parts
+
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(backbone="test_efficientnet", local_stripes=2, local_dim=4), num_classes=0).eval()
+    images = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    common = dict(input_size=64, mean=(0.5,) * 3, std=(0.5,) * 3, local=True)
+    _, upright = extract_parts(model, images, cfg=TTAConfig(rotations=(0,), flip=True), **common)
+    _, turned_too = extract_parts(model, images, cfg=TTAConfig(rotations=(0, 90), flip=True), **common)
+    assert upright.shape == (3, 2, 4)
+    np.testing.assert_allclose(np.linalg.norm(upright, axis=-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(turned_too, upright, atol=1e-5)
+    with pytest.raises(ConfigError, match="extract.rotations"):
+        extract_parts(model, images, cfg=TTAConfig(rotations=(90,), flip=False), **common)
