@@ -25,8 +25,12 @@ def element_distances(x: Tensor, y: Tensor) -> Tensor:
     saturates (raw features make d large, where its gradient vanishes).
     """
     x, y = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
-    squared = (x * x).sum(-1)[:, :, None] + (y * y).sum(-1)[:, None, :] - 2 * x @ y.transpose(1, 2)
-    d = squared.clamp_min(1e-12).sqrt()  # clamped: sqrt's gradient is infinite at 0
+    return unit_element_distances(x @ y.transpose(1, 2))
+
+
+def unit_element_distances(dots: Tensor) -> Tensor:
+    """Normalised element distances of unit vectors from their dot products."""
+    d = (2 - 2 * dots).clamp_min(1e-12).sqrt()  # clamped: sqrt's gradient is infinite at 0
     return torch.tanh(d / 2)  # = (e^d - 1) / (e^d + 1)
 
 
