@@ -173,3 +173,30 @@ def test_extracted_local_features_come_from_the_upright_views_only():
     np.testing.assert_allclose(turned_too, upright, atol=1e-5)
     with pytest.raises(ConfigError, match="extract.rotations"):
         extract_parts(model, images, cfg=TTAConfig(rotations=(90,), flip=False), **common)
+
+
+def test_recipe_with_a_local_loss_but_no_local_branch_names_both_keys(tmp_path):
+    from pipeline.train import load_recipe
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: {backbone: test_efficientnet}\ntrain: {epochs: 1}\nloss: {local_triplet_weight: 1.0}\n")
+    with pytest.raises(ConfigError, match="loss.local_triplet_weight > 0 needs model.local_stripes"):
+        load_recipe(recipe)
+
+
+def test_global_plus_local_retrieval_without_local_features_is_a_clear_error():
+    from pipeline.chain.rerank_step import RerankStageConfig, model_candidates
+    from pipeline.errors import DataError
+    from pipeline.infer.store import FeatureSet
+
+    rng = np.random.default_rng(0)
+    query, gallery = FeatureSet(rng.normal(size=(2, 4)), ["a", "b"]), FeatureSet(rng.normal(size=(5, 4)), list("cdefg"))
+    with pytest.raises(DataError, match="rerank.local_weight > 0 needs local features"):
+        model_candidates(query, gallery, RerankStageConfig(enabled=False, local_weight=0.5), "test set")
+    with_local = FeatureSet(query.features, query.ids, rng.normal(size=(2, 3, 4)))
+    gallery_local = FeatureSet(gallery.features, gallery.ids, rng.normal(size=(5, 3, 4)))
+    lists = model_candidates(with_local, gallery_local, RerankStageConfig(enabled=False, local_weight=0.5), "test set")
+    plain = model_candidates(query, gallery, RerankStageConfig(enabled=False), "test set")
+    local = candidate_local_distances(with_local.local, gallery_local.local, plain["raw"].indices)
+    expected = np.sort(plain["raw"].values + 0.5 * local, axis=1)
+    np.testing.assert_allclose(lists["raw"].values, expected, rtol=1e-5, atol=1e-6)
