@@ -180,7 +180,10 @@ def test_recipe_with_a_local_loss_but_no_local_branch_names_both_keys(tmp_path):
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text("model: {backbone: test_efficientnet}\ntrain: {epochs: 1}\nloss: {local_triplet_weight: 1.0}\n")
-    with pytest.raises(ConfigError, match="loss.local_triplet_weight > 0 needs model.local_stripes"):
+    with pytest.raises(ConfigError, match="loss.local_triplet_weight > 0 and model.local_stripes > 0 go together"):
+        load_recipe(recipe)
+    recipe.write_text("model: {backbone: test_efficientnet, local_stripes: 2}\ntrain: {epochs: 1}\n")
+    with pytest.raises(ConfigError, match="go together"):
         load_recipe(recipe)
 
 
