@@ -37,7 +37,7 @@ VIEWS = {"1 view": TTAConfig(flip=False), "TTA (scales 1.0, 1.1 x flip)": TTACon
 
 def score(query: np.ndarray, gallery: np.ndarray, labels: tuple[np.ndarray, np.ndarray], rerank: bool) -> float:
     config = RerankConfig(enabled=rerank, candidates=min(100, len(gallery)))
-    indices, _ = retrieve(query, gallery, config)
+    indices = retrieve(query, gallery, config).indices
     return competition_scores(indices[:, :10], labels[0], labels[1], k=10)["score"]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pipeline.chain.distances import load_candidate_sets, named_set
+from pipeline.retrieval.candidates import load_candidate_sets, named_set
 from pipeline.chain.evaluate_step import (
     EvaluateConfig,
     Truth,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pipeline.chain.distances import load_candidate_sets, named_set, save_candidate_sets
+from pipeline.retrieval.candidates import load_candidate_sets, named_set, save_candidate_sets
 from pipeline.chain.fuse_choice import choice_record, choice_table, choose_fusion, tuning_set_size
 from pipeline.chain.fuse_step import FuseConfig, configured_weights, fuse_lists, oof_labels
 from pipeline.chain.rerank_step import RerankStageConfig, rerank_options

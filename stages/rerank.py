@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.chain.distances import save_candidate_sets
+from pipeline.retrieval.candidates import save_candidate_sets
 from pipeline.chain.rerank_step import RerankStageConfig, rerank_model
 from pipeline.cli import run_stage, stage_parser
 from pipeline.infer.store import load_features

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.chain.distances import load_candidate_sets
+from pipeline.retrieval.candidates import load_candidate_sets
 from pipeline.chain.fuse_step import FuseConfig
 from pipeline.chain.submit_step import SubmitConfig
 from pipeline.cli import run_stage, stage_parser

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.chain.distances import CandidateLists, load_candidate_sets, save_candidate_sets
+from pipeline.retrieval.candidates import CandidateLists, load_candidate_sets, save_candidate_sets
 from pipeline.chain.fuse_step import FuseConfig, configured_weights, fuse_lists, oof_labels, tune_weights_on_folds
 from pipeline.errors import ConfigError, DataError
 from pipeline.infer.store import FeatureSet, ModelFeatures, load_features, save_features

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.chain.distances import CandidateLists
+from pipeline.retrieval.candidates import CandidateLists
 from pipeline.chain.fuse_choice import (
     choice_record,
     choice_table,

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import ConfigError, DataError
+from pipeline.retrieval.candidates import CandidateLists
 from pipeline.retrieval.fusion import fuse_candidate_lists, fuse_distances, rank_voting, simplex_grid, tune_weights
 from pipeline.retrieval.search import rank_from_distance
 
@@ -32,15 +33,15 @@ def test_rank_voting_by_hand():
 
 
 def test_fuse_candidate_lists_by_hand():
-    m1 = (np.array([[0, 1]]), np.array([[0.1, 0.5]]))
-    m2 = (np.array([[1, 2]]), np.array([[0.2, 0.6]]))
+    m1 = CandidateLists(np.array([[0, 1]]), np.array([[0.1, 0.5]]))
+    m2 = CandidateLists(np.array([[1, 2]]), np.array([[0.2, 0.6]]))
     # Union {0, 1, 2}. m1: [0.1, 0.5, fill 0.5] -> [0, 1, 1]; m2: [fill 0.6, 0.2, 0.6] -> [1, 0, 1].
-    idx, dist = fuse_candidate_lists([m1, m2], [1, 1])
-    np.testing.assert_array_equal(idx, [[0, 1]])  # 0.5, 0.5, 1.0: tie -> lower index first
-    np.testing.assert_allclose(dist, [[0.5, 0.5]])
-    idx, dist = fuse_candidate_lists([m1, m2], [1, 3])
-    np.testing.assert_array_equal(idx, [[1, 0]])
-    np.testing.assert_allclose(dist, [[0.25, 0.75]])
+    fused = fuse_candidate_lists([m1, m2], [1, 1])
+    np.testing.assert_array_equal(fused.indices, [[0, 1]])  # 0.5, 0.5, 1.0: tie -> lower index first
+    np.testing.assert_allclose(fused.values, [[0.5, 0.5]])
+    fused = fuse_candidate_lists([m1, m2], [1, 3])
+    np.testing.assert_array_equal(fused.indices, [[1, 0]])
+    np.testing.assert_allclose(fused.values, [[0.25, 0.75]])
 
 
 def test_simplex_grid():

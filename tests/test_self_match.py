@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.chain.distances import CandidateLists
+from pipeline.retrieval.candidates import CandidateLists
 from pipeline.chain.evaluate_step import EvaluateConfig, Truth, score_lists
 from pipeline.data.denoise import DenoiseConfig, denoise_dataset
 from pipeline.data.images import write_image
@@ -81,7 +81,7 @@ def test_candidate_lists_without_pairs_keep_order_and_equal_length():
 def test_the_submit_stage_leaves_each_querys_own_image_out_of_its_line(tmp_path, monkeypatch):
     import importlib.util
 
-    from pipeline.chain.distances import save_candidate_sets
+    from pipeline.retrieval.candidates import save_candidate_sets
     from pipeline.data.layout import write_split
 
     monkeypatch.chdir(tmp_path)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.chain.distances import CandidateLists
+from pipeline.retrieval.candidates import CandidateLists
 from pipeline.evaluate.metrics import competition_per_query, competition_scores
 from pipeline.evaluate.ranklist import best_and_worst_queries, render_ranklist
 from pipeline.evaluate.reid import centroid_gallery, reid_metrics, tar_at_far

@@ -16,9 +16,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from pipeline.chain.distances import CandidateLists
 from pipeline.errors import ConfigError, DataError
 from pipeline.evaluate.metrics import competition_per_query
+from pipeline.retrieval.candidates import CandidateLists
 from pipeline.retrieval.fusion import fuse_candidate_lists, rank_voting, tune_weights
 
 
@@ -65,7 +65,7 @@ def fuse_lists(lists: Sequence[CandidateLists], weights: Sequence[float], method
     if method == "rank_voting":
         ranking = rank_voting([c.indices for c in lists], weights, num_gallery)
         return CandidateLists(ranking, np.broadcast_to(np.arange(ranking.shape[1], dtype=np.float32), ranking.shape).copy())
-    return CandidateLists(*fuse_candidate_lists([(c.indices, c.values) for c in lists], weights))
+    return fuse_candidate_lists(lists, weights)
 
 
 def pooled_score(

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from pipeline.chain.distances import CandidateLists
 from pipeline.errors import PipelineError
 from pipeline.infer.store import ModelFeatures
+from pipeline.retrieval.candidates import CandidateLists
 from pipeline.retrieval.rerank import RerankConfig, check_rerank_params
-from pipeline.retrieval.retrieve import retrieve
-from pipeline.retrieval.search import search_topk
+from pipeline.retrieval.retrieve import nearest, retrieve_checked
+from pipeline.retrieval.validate import check_pair
 
 RAW = "raw"
 CONFIGURED = "reranked"
@@ -91,16 +91,24 @@ def rerank_options(cfg: RerankStageConfig) -> list[RerankOption]:
 
 
 def model_candidates(query: np.ndarray, gallery: np.ndarray, cfg: RerankStageConfig, where: str) -> dict[str, CandidateLists]:
-    """Every option's lists of one query and gallery set; ``where`` names the set in errors."""
-    cfg = replace(cfg, candidates=min(cfg.candidates, len(gallery)))
+    """Every option's lists of one query and gallery set; ``where`` names the set in errors.
+
+    The features are checked once here and ``cfg`` (grid included) when it was read, so each
+    option runs on them unchecked.
+    """
+    try:
+        q, g = check_pair(query, gallery)
+    except PipelineError as error:
+        raise type(error)(f"{where}: {error}") from error
+    cfg = replace(cfg, candidates=min(cfg.candidates, len(g)))
     sets: dict[str, CandidateLists] = {}
     for option in rerank_options(cfg):
         try:
             if option.name == RAW:
-                sets[option.name] = CandidateLists(*search_topk(query, gallery, cfg.candidates, metric="cosine"))
+                sets[option.name] = nearest(q, g, cfg.candidates)
             else:
                 setting = cfg if option.k1 is None else replace(cfg, k1=option.k1, k2=option.k2, lambda_value=option.lambda_value)
-                sets[option.name] = CandidateLists(*retrieve(query, gallery, setting))
+                sets[option.name] = retrieve_checked(q, g, setting)
         except PipelineError as error:
             raise type(error)(f"{where}, option '{option.name}': {error}") from error
     return sets

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from pipeline.errors import ConfigError, DataError
+from pipeline.retrieval.candidates import CandidateLists
 from pipeline.retrieval.validate import check_features
 
 def _check_weights(weights: Sequence[float], count: int) -> np.ndarray:
@@ -88,16 +89,16 @@ def _top_per_query(query: np.ndarray, item: np.ndarray, cost: np.ndarray, num_qu
 
 
 def fuse_candidate_lists(
-    lists: Sequence[tuple[np.ndarray, np.ndarray]],
+    lists: Sequence[CandidateLists],
     weights: Sequence[float],
     fill: str = "row_max",
-) -> tuple[np.ndarray, np.ndarray]:
+) -> CandidateLists:
     """Fuse per-model candidate lists (indices (Nq, k_m), distances (Nq, k_m)) of the same queries.
 
     Candidates are the union of the models' lists; a model that did not list an item gets
     ``fill``: "row_max" = that model's largest candidate distance for that query. Each model's
     row is then min-max normalised over the union and the weighted sum taken. Returns the union's
-    best k (k = the longest input list) as (indices int64, fused distances float32), ascending.
+    best k (k = the longest input list) with their fused distances, ascending.
     """
     if len(lists) == 0:
         raise DataError("fusion: no candidate lists given")
@@ -105,9 +106,9 @@ def fuse_candidate_lists(
         raise ConfigError(f"fusion: fill must be 'row_max', got {fill!r}")
     w = _check_weights(weights, len(lists))
     pairs = []
-    for m, (idx, dist) in enumerate(lists):
-        idx, dist = np.asarray(idx), check_features(f"candidate distances of model {m}", dist)
-        if idx.shape != dist.shape or idx.shape[0] != np.shape(lists[0][0])[0]:
+    for m, candidates in enumerate(lists):
+        idx, dist = candidates.indices, check_features(f"candidate distances of model {m}", candidates.values)
+        if idx.shape[0] != lists[0].indices.shape[0]:
             raise DataError(f"fusion: model {m} candidate lists have shapes {idx.shape} and {dist.shape}")
         if not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0:
             raise DataError(f"fusion: model {m} has negative or non-integer gallery indices")
@@ -131,7 +132,7 @@ def fuse_candidate_lists(
     k = max(idx.shape[1] for idx, _ in pairs)
     best = _top_per_query(query, item, fused, num_query, k)
     lookup = np.searchsorted(union, np.arange(num_query)[:, None] * width + best)
-    return best.astype(np.int64), fused[lookup].astype(np.float32)
+    return CandidateLists(best.astype(np.int64), fused[lookup].astype(np.float32))
 
 
 def simplex_grid(count: int, step: float) -> list[tuple[float, ...]]:

@@ -10,7 +10,7 @@ import numpy as np
 from pipeline.errors import ConfigError
 from pipeline.retrieval import kreciprocal
 from pipeline.retrieval.backend import Array, Ops, get_ops
-from pipeline.retrieval.validate import check_features, check_k, check_same_dim
+from pipeline.retrieval.validate import check_k, check_pair
 
 
 @dataclass(frozen=True)
@@ -57,13 +57,14 @@ def check_rerank_params(k1: int, k2: int, lambda_value: float, error: type[Excep
 
 
 def prepare_inputs(query: Any, gallery: Any, k1: int, k2: int, lambda_value: float) -> tuple[np.ndarray, np.ndarray]:
-    """Validated features stacked query-first, as the algorithm indexes them."""
+    """Validated knobs and features, for the public entry points."""
     check_rerank_params(k1, k2, lambda_value)
-    q = check_features("query", query)
-    g = check_features("gallery", gallery)
-    check_same_dim("query", q, "gallery", g)
+    return check_pair(query, gallery)
+
+
+def check_neighbours(q: np.ndarray, g: np.ndarray, k1: int, k2: int) -> None:
+    """The neighbour lists must fit in queries + gallery (a size check, run on every call)."""
     check_k(max(k1 + 1, k2), q.shape[0] + g.shape[0], "re-ranking: k1 + 1 (or k2) against queries + gallery")
-    return q, g
 
 
 def normalised_pair_distance(ops: Ops, x: Array, row_max: Array):
@@ -95,6 +96,22 @@ def k_reciprocal_rerank(
     agreement with the reference is then about 2e-3. ``xp``/``device``: see backend.get_ops.
     """
     q, g = prepare_inputs(query, gallery, k1, k2, lambda_value)
+    return rerank_checked(q, g, k1, k2, lambda_value, xp=xp, device=device, half=half)
+
+
+def rerank_checked(
+    q: np.ndarray,
+    g: np.ndarray,
+    k1: int,
+    k2: int,
+    lambda_value: float,
+    *,
+    xp: str | Any | None = "auto",
+    device: str = "auto",
+    half: bool = False,
+) -> np.ndarray:
+    """``k_reciprocal_rerank`` of features that passed ``check_pair``, with knobs already checked."""
+    check_neighbours(q, g, k1, k2)
     ops = get_ops(xp, device)
     store = "float16" if half else "float32"
     x32, x_exact = stacked_features(ops, q, g, half)
