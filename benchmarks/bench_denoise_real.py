@@ -24,10 +24,11 @@ from tqdm import tqdm
 from bench_denoise import KINDS, grocery_false_alarms, psnr, table
 from machine import describe_machine
 from pipeline.data.demo_noise import apply_noise
-from pipeline.data.denoise import DenoiseConfig, estimate_noise, repair
+from pipeline.data.denoise import estimate_noise, repair
 from pipeline.data.images import read_image
 from pipeline.data.layout import SPLITS, read_split
 from pipeline.io_utils import write_text
+from pipeline.sections import DenoiseConfig
 
 SIGMA_RANGE = (5.0, 40.0)
 AMOUNT_RANGE = (0.01, 0.15)

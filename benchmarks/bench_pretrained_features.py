@@ -26,9 +26,9 @@ import torch
 from machine import describe_machine
 from pipeline.data.cache import open_split
 from pipeline.evaluate.metrics import competition_scores
-from pipeline.infer.tta import TTAConfig, extract_features
+from pipeline.infer.tta import extract_features
 from pipeline.models import ModelConfig, create_model, input_normalisation
-from pipeline.retrieval.rerank import RerankConfig
+from pipeline.sections import RerankConfig, TTAConfig
 from pipeline.retrieval.retrieve import retrieve
 
 RESULTS = Path(__file__).parent / "results" / "bench_pretrained_features.md"

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.chain.rerank_step import RerankGrid, RerankStageConfig, rerank_model, rerank_options
+from pipeline.chain.rerank_step import rerank_model, rerank_options
 from pipeline.config import from_mapping
 from pipeline.errors import ConfigError, DataError
 from pipeline.infer.store import FeatureSet, ModelFeatures
 from pipeline.retrieval import expansion, rerank, search, validate
 from pipeline.retrieval.rerank import k_reciprocal_rerank
 from pipeline.retrieval.search import rank_from_distance
+from pipeline.sections import RerankGrid, RerankStageConfig
 
 
 def clustered(n: int, dim: int, seed: int) -> np.ndarray:

@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 
 from pipeline.retrieval.candidates import CandidateLists
-from pipeline.chain.evaluate_step import EvaluateConfig, Truth, score_lists
-from pipeline.data.denoise import DenoiseConfig, denoise_dataset
+from pipeline.chain.evaluate_step import Truth, score_lists
+from pipeline.data.denoise import denoise_dataset
 from pipeline.data.images import write_image
 from pipeline.data.layout import read_split
 from pipeline.data.self_match import find_self_matches, read_self_matches, self_match_pairs
 from pipeline.errors import DataError
+from pipeline.sections import DenoiseConfig, EvaluateConfig
 
 
 def _image(seed: int) -> np.ndarray:

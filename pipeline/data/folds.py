@@ -26,24 +26,6 @@ TRAIN_FOLD = -1
 
 
 @dataclass(frozen=True)
-class FoldsConfig:
-    """params.yaml section ``folds``."""
-
-    out: str = "outputs/folds.csv"
-    k: int = 5
-    seed: int = 0
-    query_fraction: float = 0.2
-
-    def validate(self) -> None:
-        if not self.out:
-            raise ValueError("out must be a non-empty path")
-        if self.k < 2:
-            raise ValueError(f"k must be at least 2, got {self.k}")
-        if not 0.0 < self.query_fraction < 1.0:
-            raise ValueError(f"query_fraction must be in (0, 1), got {self.query_fraction}")
-
-
-@dataclass(frozen=True)
 class FoldSplit:
     """Row indices (into the folds table) for one held-out fold."""
 

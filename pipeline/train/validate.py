@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from pipeline.evaluate.metrics import competition_scores
-from pipeline.infer.tta import TTAConfig, extract_features
+from pipeline.infer.tta import extract_features
+from pipeline.sections import TTAConfig
 
 
 def embed_rows(
