@@ -8,8 +8,14 @@ cannot be queried against anything, so they get fold -1 and always train.
 Assignment: identities are shuffled with ``seed``, sorted by image count (largest first,
 ties in shuffled order) and each goes to the fold with the fewest images so far (lowest
 index on ties) -- the greedy "longest processing time" rule: the largest and smallest folds
-differ by at most the image count of the largest identity. scikit-learn's GroupKFold balances the same way
-but takes no seed and picks no query/gallery roles, so it would cover only half the job.
+differ by at most the image count of the largest identity.
+
+Why not scikit-learn's GroupKFold (1.9): with ``shuffle=False`` it balances image counts by
+the same rule but takes no seed (identities of equal size always fall the same way); with
+``shuffle=True, random_state=seed`` it splits the shuffled identities into chunks of equal
+identity count and balances no image counts (``GroupKFold._iter_test_indices``), so a few
+large identities can make one fold several times another. It also picks no query/gallery
+roles. The rule above is a few lines; the library would give a weaker guarantee.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Fusing several models' retrieval results: weighted distances, rank voting, weight tuning.
+"""Fusing several models' candidate lists: weighted distances, rank voting, weight tuning.
 
-Normalisation (``normalize=True``): per model and per query row, min-max over that row's
-distances, d' = (d - min) / (max - min) (0 where the row is constant), so every model's row
-spans [0, 1] and the weights alone set each model's say. The weights are divided by their sum.
+Distance fusion normalises per model and per query row, min-max over that row's distances,
+d' = (d - min) / (max - min) (0 where the row is constant), so every model's row spans [0, 1]
+and the weights alone set each model's say. The weights are divided by their sum.
 """
 
 from __future__ import annotations
@@ -23,32 +23,6 @@ def _check_weights(weights: Sequence[float], count: int) -> np.ndarray:
     if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
         raise ConfigError(f"fusion: weights must be finite, >= 0 and not all zero, got {list(w)}")
     return w / w.sum()
-
-
-def _check_distances(distances: Sequence[np.ndarray]) -> list[np.ndarray]:
-    if len(distances) == 0:
-        raise DataError("fusion: no distance matrices given")
-    arrays = [check_features(f"distances of model {m}", d) for m, d in enumerate(distances)]
-    for m, d in enumerate(arrays[1:], start=1):
-        if d.shape != arrays[0].shape:
-            raise DataError(f"fusion: model {m} distances have shape {d.shape}, model 0 has {arrays[0].shape}")
-    return arrays
-
-
-def _minmax_rows(d: np.ndarray) -> np.ndarray:
-    low = d.min(axis=1, keepdims=True)
-    span = d.max(axis=1, keepdims=True) - low
-    return np.divide(d - low, span, out=np.zeros(d.shape, np.float64), where=span > 0)
-
-
-def fuse_distances(distances: Sequence[np.ndarray], weights: Sequence[float], normalize: bool = True) -> np.ndarray:
-    """Weighted sum of (Nq, Ng) distance matrices, each min-max normalised per query row."""
-    arrays = _check_distances(distances)
-    w = _check_weights(weights, len(arrays))
-    fused = np.zeros(arrays[0].shape, np.float64)
-    for weight, d in zip(w, arrays):
-        fused += weight * (_minmax_rows(d.astype(np.float64)) if normalize else d)
-    return fused.astype(np.float32)
 
 
 def rank_voting(rankings: Sequence[np.ndarray], weights: Sequence[float], num_gallery: int) -> np.ndarray:
