@@ -24,8 +24,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from machine import describe_machine
-from pipeline.data.demo import DemoConfig, generate_demo
-from pipeline.data.denoise import denoise_dataset, estimate_noise
+from pipeline.demo.generate import DemoConfig, generate_demo
+from pipeline.denoise.dataset import denoise_dataset, estimate_noise
 from pipeline.data.images import read_image, write_image
 from pipeline.data.layout import SPLITS, read_split
 from pipeline.io_utils import write_text

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from pipeline.cli import run_stage, stage_parser
-from pipeline.data.denoise import denoise_dataset
+from pipeline.denoise.dataset import denoise_dataset
 from pipeline.data.self_match import read_self_matches
 from pipeline.params import StageParams
 

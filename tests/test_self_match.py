@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.retrieval.candidates import CandidateLists
 from pipeline.chain.evaluate_step import Truth, score_lists
-from pipeline.data.denoise import denoise_dataset
+from pipeline.denoise.dataset import denoise_dataset
 from pipeline.data.images import write_image
 from pipeline.data.layout import read_split
 from pipeline.data.self_match import find_self_matches, read_self_matches, self_match_pairs

@@ -46,7 +46,7 @@ from pipeline.train.distributed import DistInfo
 from pipeline.train.optim import build_center_optimizer, build_optimizer
 from pipeline.train.recipe import Recipe
 from pipeline.train.schedule import build_scheduler
-from pipeline.train.validate import validation_scores
+from pipeline.train.fold_score import validation_scores
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from pipeline.data.noise_estimate import NoiseEstimate, impulse_mask
+from pipeline.denoise.estimate import NoiseEstimate, impulse_mask
 from pipeline.sections import DenoiseConfig, MAX_MEDIAN_KSIZE
 
 _NLM_TEMPLATE, _NLM_SEARCH = 3, 15
