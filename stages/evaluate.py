@@ -5,7 +5,7 @@ could be scored."""
 
 from __future__ import annotations
 
-from pipeline.chain.evaluate_run import TestImages, score_models, score_submission, write_scores, write_unscored
+from pipeline.chain.evaluate_run import RankListImages, score_models, score_submission, write_scores, write_unscored
 from pipeline.chain.evaluate_step import Truth, score_lists
 from pipeline.chain.fuse_choice import chosen_options
 from pipeline.chain.model_inputs import ModelInputs
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     submit = params.submit
     submitted = read_submission(submit.out, query.table["image"].tolist(), gallery.table["image"].tolist(), submit.length)
     rows["submission"] = score_submission(submitted, submit.length, truth, cfg)
-    write_scores(cfg, rows, fused, truth, TestImages(query.images, gallery.images))
+    write_scores(cfg, rows, fused, truth, RankListImages(query.images, gallery.images))
 
 
 if __name__ == "__main__":

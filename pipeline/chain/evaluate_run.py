@@ -23,7 +23,7 @@ Rows = dict[str, dict[str, object]]
 
 
 @dataclass(frozen=True)
-class TestImages:
+class RankListImages:
     """The cached query and gallery pixels the rank-list pictures show."""
 
     query: np.ndarray
@@ -64,7 +64,7 @@ def score_submission(submitted: np.ndarray, length: int, truth: Truth, cfg: Eval
     return dict(competition_scores(submitted, truth.query["label"], truth.gallery["label"], k, truth.excluded))
 
 
-def write_scores(cfg: EvaluateConfig, rows: Rows, fused: CandidateLists, truth: Truth, images: TestImages) -> None:
+def write_scores(cfg: EvaluateConfig, rows: Rows, fused: CandidateLists, truth: Truth, images: RankListImages) -> None:
     """metrics.json, the CMC plot data, and the report folder (CMC picture, rank lists of ``fused``)."""
     scalars, curves = split_cmc(rows)
     with atomic_dir(cfg.report) as tmp:
