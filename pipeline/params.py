@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pipeline.config import from_mapping, read_yaml
 from pipeline.errors import ConfigError
@@ -74,8 +74,34 @@ def fold_dir(train_out: str | Path, model: str, fold: int) -> FoldDir:
     return FoldDir(Path(train_out) / model / f"fold{fold}")
 
 
+class _Section(Generic[T]):
+    """A section of ``StageParams``: read, typed and checked on first use, then kept."""
+
+    def __init__(self, cls: type[T]) -> None:
+        self.cls = cls
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, params: StageParams, owner: type | None = None) -> T:
+        value = _section(params._data, self.name, self.cls, params.path)
+        params.__dict__[self.name] = value  # shadows this descriptor: read once
+        return value
+
+
 class StageParams:
     """params.yaml as the stages read it: ``params.rerank``, ``params.features(model)``, ..."""
+
+    dataset = _Section(DatasetConfig)
+    denoise = _Section(DenoiseConfig)
+    preprocess = _Section(PreprocessConfig)
+    folds = _Section(FoldsConfig)
+    train = _Section(TrainStageConfig)
+    extract = _Section(ExtractConfig)
+    rerank = _Section(RerankStageConfig)
+    fuse = _Section(FuseConfig)
+    submit = _Section(SubmitConfig)
+    evaluate = _Section(EvaluateConfig)
 
     def __init__(self, path: str | Path = DEFAULT_PARAMS) -> None:
         self.path = Path(path)
@@ -83,49 +109,6 @@ class StageParams:
     @cached_property
     def _data(self) -> dict[str, Any]:
         return read_yaml(self.path)
-
-    def _read(self, name: str, cls: type[T]) -> T:
-        return _section(self._data, name, cls, self.path)
-
-    @cached_property
-    def dataset(self) -> DatasetConfig:
-        return self._read("dataset", DatasetConfig)
-
-    @cached_property
-    def denoise(self) -> DenoiseConfig:
-        return self._read("denoise", DenoiseConfig)
-
-    @cached_property
-    def preprocess(self) -> PreprocessConfig:
-        return self._read("preprocess", PreprocessConfig)
-
-    @cached_property
-    def folds(self) -> FoldsConfig:
-        return self._read("folds", FoldsConfig)
-
-    @cached_property
-    def train(self) -> TrainStageConfig:
-        return self._read("train", TrainStageConfig)
-
-    @cached_property
-    def extract(self) -> ExtractConfig:
-        return self._read("extract", ExtractConfig)
-
-    @cached_property
-    def rerank(self) -> RerankStageConfig:
-        return self._read("rerank", RerankStageConfig)
-
-    @cached_property
-    def fuse(self) -> FuseConfig:
-        return self._read("fuse", FuseConfig)
-
-    @cached_property
-    def submit(self) -> SubmitConfig:
-        return self._read("submit", SubmitConfig)
-
-    @cached_property
-    def evaluate(self) -> EvaluateConfig:
-        return self._read("evaluate", EvaluateConfig)
 
     # Where each stage's outputs are: the one spelling of the conventions between stages.
 

@@ -44,6 +44,7 @@ def test_a_section_is_read_when_used_and_errors_name_file_and_key(tmp_path):
     path = write(tmp_path, "rerank: {k1: 0}\nfuse: {tune: false, source: raw}\n")
     params = StageParams(path)
     assert params.fuse.source == "raw"  # the broken rerank section is not read
+    assert params.fuse is params.fuse  # read once
     with pytest.raises(ConfigError, match=f"{path}: rerank: k1 must be a positive integer"):
         params.rerank
     with pytest.raises(ConfigError, match="missing section 'extract'"):
