@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from machine import describe_machine  # noqa: E402
 
 from pipeline.data.cache import build_cache, open_split  # noqa: E402
-from pipeline.data.demo import DemoConfig, generate_demo  # noqa: E402
+from pipeline.demo.generate import DemoConfig, generate_demo  # noqa: E402
 from pipeline.data.folds import make_folds  # noqa: E402
 from pipeline.data.transforms import AugmentConfig  # noqa: E402
 from pipeline.evaluate.metrics import competition_scores  # noqa: E402
@@ -35,9 +35,10 @@ from pipeline.io_utils import write_csv  # noqa: E402
 from pipeline.losses import LossConfig  # noqa: E402
 from pipeline.models import ModelConfig  # noqa: E402
 from pipeline.retrieval.local_rescore import candidate_local_distances  # noqa: E402
+from pipeline.sections import MutualConfig  # noqa: E402
 from pipeline.train.data import FoldData, load_fold  # noqa: E402
 from pipeline.train.loop import fit  # noqa: E402
-from pipeline.train.mutual import MutualConfig, fit_mutual  # noqa: E402
+from pipeline.train.mutual import fit_mutual  # noqa: E402
 from pipeline.train.recipe import Recipe, TrainConfig  # noqa: E402
 from pipeline.train.schedule import OptimConfig  # noqa: E402
 from pipeline.train.trained import load_trained_model  # noqa: E402

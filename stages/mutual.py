@@ -8,19 +8,17 @@ in train's layout: extract reads them with `train.out` set to `<mutual.out>/<pai
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import torch
 
 from pipeline.cli import run_stage, stage_parser
-from pipeline.data.cache import PreprocessConfig
-from pipeline.data.folds import FoldsConfig
 from pipeline.errors import ConfigError
-from pipeline.params import load_section
+from pipeline.params import StageParams
+from pipeline.sections import split_pair
 from pipeline.train.data import load_fold
 from pipeline.train.distributed import init_distributed
-from pipeline.train.mutual import MutualConfig, fit_mutual, split_pair
-from pipeline.train.recipe import TrainStageConfig, load_recipe
+from pipeline.train.mutual import fit_mutual
+from pipeline.train.recipe import load_recipe
 
 log = logging.getLogger("mutual")
 
@@ -29,25 +27,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--pair", required=True, help="'<modelA>+<modelB>' from mutual.pairs")
     args = parser.parse_args(argv)
-    cfg = load_section("mutual", MutualConfig, args.params)
-    stage = load_section("train", TrainStageConfig, args.params)
+    params = StageParams(args.params)
+    cfg, stage = params.mutual, params.train
     if args.pair not in cfg.pairs:
         raise ConfigError(f"{args.params}: mutual.pairs does not list '{args.pair}'")
     names = split_pair(args.pair)
     missing = [name for name in names if name not in stage.models]
     if missing:
         raise ConfigError(f"{args.params}: mutual.pairs '{args.pair}': train.models does not list {missing}")
-    recipe, partner = (load_recipe(Path(stage.recipes) / f"{name}.yaml") for name in names)
-    preprocess = load_section("preprocess", PreprocessConfig, args.params)
-    folds = load_section("folds", FoldsConfig, args.params)
+    recipe, partner = (load_recipe(params.recipe(name)) for name in names)
     if stage.threads:
         torch.set_num_threads(stage.threads)
     info = init_distributed(stage.device)
     for fold in stage.folds:
-        data = load_fold(Path(preprocess.out), Path(folds.out), fold)
-        summary = fit_mutual(
-            recipe, partner, data, Path(cfg.out) / args.pair, pair=args.pair, fold=fold, cfg=cfg, info=info
-        )
+        data = load_fold(params.cache(), params.folds_file(), fold)
+        summary = fit_mutual(recipe, partner, data, params.mutual_dir(args.pair), pair=args.pair, fold=fold, cfg=cfg, info=info)
         if info.is_main:
             log.info("%s fold %d done: %s", args.pair, fold, summary)
 

@@ -12,9 +12,11 @@ import torch
 
 from pipeline.errors import ConfigError
 from pipeline.losses import LossConfig, ReIDCriterion
-from pipeline.losses.aligned import AlignedLocalTripletLoss, aligned_distance, element_distances, shortest_path
+from pipeline.losses.aligned_triplet import AlignedLocalTripletLoss
+from pipeline.retrieval.aligned import aligned_distance, element_distances, shortest_path
 from pipeline.losses.triplet import triplet_hinge
 from pipeline.models import ModelConfig, create_model
+from pipeline.retrieval.candidates import CandidateLists
 from pipeline.retrieval.local_rescore import add_local_distance, candidate_local_distances
 
 
@@ -139,7 +141,8 @@ def test_candidate_local_distances_equal_a_per_pair_loop_and_lists_resort():
             pair = aligned_distance(torch.from_numpy(query[q : q + 1]), torch.from_numpy(gallery[indices[q, c] : indices[q, c] + 1]))
             assert got[q, c] == pytest.approx(float(pair), abs=1e-5)
     values = np.sort(rng.random((3, 5)).astype(np.float32), axis=1)
-    new_indices, new_values = add_local_distance(indices, values, query, gallery, weight=0.5)
+    resorted = add_local_distance(CandidateLists(indices, values), query, gallery, weight=0.5)
+    new_indices, new_values = resorted.indices, resorted.values
     combined = values + 0.5 * got
     assert np.all(np.diff(new_values, axis=1) >= 0)
     for q in range(3):

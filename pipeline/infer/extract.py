@@ -4,7 +4,6 @@ its own held-out identities (out-of-fold), which is what the fusion weights are 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +14,10 @@ from pipeline.data.cache import open_split
 from pipeline.data.folds import fold_indices
 from pipeline.infer.store import FeatureSet, ModelFeatures
 from pipeline.errors import ConfigError
-from pipeline.infer.tta import TTAConfig, average_fold_features, extract_parts
+from pipeline.infer.tta import average_fold_features, extract_parts
 from pipeline.train.distributed import resolve_device
 from pipeline.train.trained import load_trained_model
-
-
-@dataclass(frozen=True)
-class ExtractConfig(TTAConfig):
-    """params.yaml section ``extract``: the TTA views plus where the features go."""
-
-    out: str = "outputs/features"
+from pipeline.sections import TTAConfig
 
 
 def extract_model(

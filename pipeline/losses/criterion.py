@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from pipeline.losses.aligned import AlignedLocalTripletLoss
+from pipeline.losses.aligned_triplet import AlignedLocalTripletLoss
 from pipeline.losses.center import CenterLoss
 from pipeline.losses.centroid_triplet import CentroidTripletLoss
 from pipeline.losses.triplet import BatchHardTripletLoss
@@ -32,7 +32,7 @@ class LossConfig:
     xbm_size: int = 1024  # memory size in samples
     xbm_start_iteration: int = 0
     # AlignedReID local triplet (needs model.local_stripes > 0): hard pairs mined on the global
-    # features, margin triplet_margin (pipeline/losses/aligned.py)
+    # features, margin triplet_margin (pipeline/losses/aligned_triplet.py)
     local_triplet_weight: float = 0.0
 
     def validate(self) -> None:

@@ -1,7 +1,7 @@
 """Global + AlignedReID local distance on candidate lists (the paper's optional retrieval mode).
 
 The aligned local distance is computed only for the (query, candidate) pairs of the lists,
-in batches of pairs, each batch one vectorised shortest-path pass (pipeline/losses/aligned.py).
+in batches of pairs, each batch one vectorised shortest-path pass (pipeline/retrieval/aligned.py).
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import torch
 from torch.nn import functional as F
 
 from pipeline.errors import DataError
-from pipeline.losses.aligned import shortest_path, unit_element_distances
+from pipeline.retrieval.candidates import CandidateLists
+from pipeline.retrieval.aligned import shortest_path, unit_element_distances
 
 PAIRS_PER_BATCH = 16384  # gathered gallery stripes in flight: ~70 MB at 8 stripes x 128
 
@@ -47,10 +48,8 @@ def candidate_local_distances(
     return out
 
 
-def add_local_distance(
-    indices: np.ndarray, values: np.ndarray, query_local: np.ndarray, gallery_local: np.ndarray, weight: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """The lists re-sorted by ``values + weight * local distance``: (indices, distances), ascending."""
-    combined = values + weight * candidate_local_distances(query_local, gallery_local, indices)
+def add_local_distance(lists: CandidateLists, query_local: np.ndarray, gallery_local: np.ndarray, weight: float) -> CandidateLists:
+    """The lists re-sorted by their distance + ``weight`` x the aligned local distance (ascending)."""
+    combined = lists.values + weight * candidate_local_distances(query_local, gallery_local, lists.indices)
     order = np.argsort(combined, axis=1, kind="stable")
-    return np.take_along_axis(indices, order, 1), np.take_along_axis(combined, order, 1).astype(np.float32)
+    return CandidateLists(np.take_along_axis(lists.indices, order, 1), np.take_along_axis(combined, order, 1).astype(np.float32))

@@ -16,7 +16,6 @@ epoch is the pair's: the mean of the two models' validation scores.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,8 @@ import torch
 
 from pipeline.errors import ConfigError
 from pipeline.losses.mutual import mutual_kl, mutual_metric
+from pipeline.params import fold_dir
+from pipeline.sections import MutualConfig, split_pair
 from pipeline.train import distributed as ddp
 from pipeline.train.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.train.data import FoldData
@@ -31,34 +32,9 @@ from pipeline.train.distributed import DistInfo
 from pipeline.train.loop import EpochCallback, Trainer, fit
 from pipeline.train.recipe import Recipe
 
+JOINT = "joint"  # <out>/joint/fold<F>: the pair's own training state
 # the batch (and so the schedule) is shared: these train settings must agree
 SHARED_TRAIN_KEYS = ("epochs", "p", "k", "input_size", "seed")
-
-
-@dataclass(frozen=True)
-class MutualConfig:
-    """params.yaml section ``mutual``: which model pairs learn together, and the mutual terms."""
-
-    pairs: list[str]  # "<modelA>+<modelB>" recipe names from train.models; [] = off
-    out: str = "outputs/mutual"  # <out>/<pair>/...: see pipeline/train/mutual.py
-    kl_weight: float = 1.0
-    metric_weight: float = 1.0
-
-    def validate(self) -> None:
-        for pair in self.pairs:
-            split_pair(pair)
-        if len(set(self.pairs)) != len(self.pairs):
-            raise ValueError("pairs must not repeat")
-        if self.kl_weight < 0 or self.metric_weight < 0:
-            raise ValueError(f"kl_weight and metric_weight must be >= 0, got {self.kl_weight}, {self.metric_weight}")
-
-
-def split_pair(pair: str) -> tuple[str, str]:
-    """'lite0+lite1' -> ('lite0', 'lite1'); mutual learning needs two different models."""
-    names = pair.split("+")
-    if len(names) != 2 or not all(names) or names[0] == names[1]:
-        raise ConfigError(f"mutual.pairs: '{pair}' must name two different models as '<modelA>+<modelB>'")
-    return names[0], names[1]
 
 
 def check_compatible(recipe: Recipe, partner: Recipe) -> None:
@@ -152,11 +128,12 @@ def fit_mutual(
     def make_trainer(r: Recipe, d: FoldData, i: DistInfo) -> MutualTrainer:
         return MutualTrainer(r, d, i, partner=partner, names=names, cfg=cfg)
 
-    summary = fit(recipe, data, out / "joint" / f"fold{fold}", model_name=names[0], fold=fold, info=info,
+    joint = fold_dir(out, JOINT, fold)
+    summary = fit(recipe, data, joint.root, model_name=names[0], fold=fold, info=info,
                   on_epoch_end=on_epoch_end, make_trainer=make_trainer)
     if info is None or info.is_main:
-        best = load_checkpoint(out / "joint" / f"fold{fold}" / "checkpoints" / "best.pt")
+        best = load_checkpoint(joint.best)
         partner_weights = best.pop("partner")
         for name, weights in zip(names, (best, partner_weights)):
-            save_checkpoint(out / name / f"fold{fold}" / "checkpoints" / "best.pt", weights)
+            save_checkpoint(fold_dir(out, name, fold).best, weights)
     return summary

@@ -1,4 +1,5 @@
-"""AlignedReID's local distance (Zhang et al. 2017) and its batch-hard triplet loss.
+"""AlignedReID's aligned local distance (Zhang et al. 2017), for its local triplet loss
+(pipeline/losses/aligned_triplet.py) and for retrieval on candidate lists (local_rescore.py).
 
 Local features are (N, S, D): one D-vector per horizontal stripe, top to bottom. The aligned
 distance of two images is the length of the shortest path from the top-left to the
@@ -12,10 +13,8 @@ the retrieval stage's candidate lists.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
-
-from pipeline.losses.triplet import batch_hard_parts, triplet_hinge
 
 
 def element_distances(x: Tensor, y: Tensor) -> Tensor:
@@ -59,22 +58,3 @@ def aligned_distance(x: Tensor, y: Tensor) -> Tensor:
     if x.ndim != 3 or y.ndim != 3 or x.shape[0] != y.shape[0] or x.shape[2] != y.shape[2]:
         raise ValueError(f"local features must be (P, S, D) pairs, got {tuple(x.shape)} and {tuple(y.shape)}")
     return shortest_path(element_distances(x, y))
-
-
-class AlignedLocalTripletLoss(nn.Module):
-    """Batch-hard triplet loss on the aligned local distance, with the hard positive and
-    negative of each anchor mined on the GLOBAL features (as the paper does): the local
-    distance is computed for those 2 pairs per anchor only."""
-
-    def __init__(self, margin: float = 0.3, normalize: bool = False) -> None:
-        super().__init__()
-        self.margin = margin
-        _, self.miner = batch_hard_parts(margin, normalize)  # the global triplet's own mining
-
-    def forward(self, global_features: Tensor, local_features: Tensor, labels: Tensor) -> Tensor:
-        anchors, positives, negatives = self.miner(global_features.detach(), labels)
-        if anchors.numel() == 0:
-            return local_features.sum() * 0.0  # graph-connected zero
-        d_ap = aligned_distance(local_features[anchors], local_features[positives])
-        d_an = aligned_distance(local_features[anchors], local_features[negatives])
-        return triplet_hinge(d_ap, d_an, self.margin).mean()
