@@ -4,6 +4,7 @@ errors, and a tiny two-model run that resumes exactly."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -95,3 +96,13 @@ def test_tiny_pair_trains_both_models_and_resumes_exactly(tmp_path):
     for name, backbone in (("a", "test_efficientnet"), ("b", "test_resnet")):
         model, meta = load_trained_model(tmp_path / "killed" / name / "fold0" / "checkpoints" / "best.pt")
         assert meta["model_name"] == name and meta["backbone"] == backbone == model.config.backbone
+
+
+def test_the_stage_refuses_a_one_model_pair_naming_the_key(tmp_path):
+    import runpy
+
+    params = tmp_path / "params.yaml"
+    params.write_text("train: {models: [lite0], folds: [0]}\nmutual: {pairs: [lite0]}\n")
+    stage = runpy.run_path(str(Path(__file__).resolve().parents[1] / "stages" / "mutual.py"))
+    with pytest.raises(ConfigError, match="mutual.pairs: 'lite0' must name two different models"):
+        stage["main"](["--pair", "lite0", "--params", str(params)])
