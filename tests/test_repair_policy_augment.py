@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from pipeline.config import from_mapping
-from pipeline.data.noise_estimate import NoiseEstimate
-from pipeline.data.noise_repair import DenoiseConfig, repair
+from pipeline.denoise.estimate import NoiseEstimate
+from pipeline.denoise.repair import repair
+from pipeline.sections import DenoiseConfig
 from pipeline.data.policy_augment import TimmPolicy
 from pipeline.data.repair_augment import DeGaussian, DePepper
 from pipeline.data.transforms import AugmentConfig, SeededAugment, build_train_transforms

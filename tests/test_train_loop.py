@@ -20,9 +20,10 @@ from pipeline.train import load_recipe, load_trained_model
 from pipeline.train import loop
 from pipeline.train.data import FoldData
 from pipeline.train.loop import fit, seed_everything
-from pipeline.train.recipe import Recipe, TrainConfig, TrainStageConfig
+from pipeline.params import StageParams
+from pipeline.train.recipe import Recipe, TrainConfig, stage_one_checkpoint
 from pipeline.train.schedule import OptimConfig
-from pipeline.data.rescale_pad import height_width
+from pipeline.sections import height_width
 from pipeline.data.transforms import AugmentConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -136,17 +137,18 @@ def test_second_stage_starts_from_the_first_stages_weights_and_restarts_when_the
 
 
 def test_the_stage_finds_the_first_stage_checkpoint_by_recipe_and_fold(tmp_path):
-    stage = TrainStageConfig(models=["a", "b"], folds=[0], out=str(tmp_path))
+    (tmp_path / "params.yaml").write_text(f"train:\n  models: [a, b]\n  folds: [0]\n  out: {tmp_path}\n")
+    params = StageParams(tmp_path / "params.yaml")
     recipe = tiny_recipe(init_from="a")
-    assert stage.init_checkpoint("b", tiny_recipe(), 0) is None
+    assert stage_one_checkpoint(params, "b", tiny_recipe(), 0) is None
     with pytest.raises(ConfigError, match="train 'a' on fold 0 first"):
-        stage.init_checkpoint("b", recipe, 0)
+        stage_one_checkpoint(params, "b", recipe, 0)
     with pytest.raises(ConfigError, match="the recipe itself"):
-        stage.init_checkpoint("a", recipe, 0)
+        stage_one_checkpoint(params, "a", recipe, 0)
     path = tmp_path / "a" / "fold0" / "checkpoints" / "best.pt"
     path.parent.mkdir(parents=True)
     path.write_bytes(b"")
-    assert stage.init_checkpoint("b", recipe, 0) == path
+    assert stage_one_checkpoint(params, "b", recipe, 0) == path
 
 
 def test_changed_recipe_starts_over(tmp_path, caplog):

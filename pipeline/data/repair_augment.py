@@ -2,7 +2,7 @@
 training time to clean images, so that the smoothing and median-filled pixels the denoise stage
 leaves on noisy query and gallery images are not a cue the network can learn.
 
-Both call the repair code of the denoise stage (``pipeline.data.noise_repair``) itself, with
+Both call the repair code of the denoise stage (``pipeline.denoise.repair``) itself, with
 the settings of ``DenoiseConfig`` (defaults, or the method the recipe names): DeGaussian is
 ``repair`` as if the image carried Gaussian noise of a drawn sigma; DePepper is the switching
 median ``fill_impulses`` at a drawn fraction of random pixels, as if they had been impulses.
@@ -15,8 +15,9 @@ from typing import Any, Literal
 import albumentations as A
 import numpy as np
 
-from pipeline.data.noise_estimate import NoiseEstimate
-from pipeline.data.noise_repair import DenoiseConfig, fill_impulses, repair
+from pipeline.denoise.estimate import NoiseEstimate
+from pipeline.denoise.repair import fill_impulses, repair
+from pipeline.sections import DenoiseConfig
 
 
 class DeGaussian(A.ImageOnlyTransform):

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from pipeline.losses.aligned_triplet import AlignedLocalTripletLoss
 from pipeline.losses.center import CenterLoss
 from pipeline.losses.centroid_triplet import CentroidTripletLoss
 from pipeline.losses.triplet import BatchHardTripletLoss
@@ -31,6 +32,9 @@ class LossConfig:
     xbm_size: int = 1024  # memory size in samples
     xbm_start_iteration: int = 0
     xbm_stop_iteration: int | None = None  # XBM off (memory dropped) from this iteration on; None: never
+    # AlignedReID local triplet (needs model.local_stripes > 0): hard pairs mined on the global
+    # features, margin triplet_margin (pipeline/losses/aligned_triplet.py)
+    local_triplet_weight: float = 0.0
 
     def validate(self) -> None:
         weights = {
@@ -39,6 +43,7 @@ class LossConfig:
             "center_weight": self.center_weight,
             "centroid_triplet_weight": self.centroid_triplet_weight,
             "xbm_weight": self.xbm_weight,
+            "local_triplet_weight": self.local_triplet_weight,
         }
         for name, value in weights.items():
             if value < 0:
@@ -73,8 +78,8 @@ class ReIDCriterion(nn.Module):
     ``metric_mask`` whose identity has 2+ samples there; with fewer than 2 such identities
     they are a graph-connected zero (and XBM enqueues nothing). Each training-only branch of
     the output (Batch DropBlock) adds its own cross-entropy and triplet terms ("bdb_ce",
-    "bdb_triplet"), as in the paper. The center loss needs no
-    pairs: it uses every sample inside ``metric_mask``. The returned parts are the
+    "bdb_triplet"), as in the paper. The center loss needs no pairs: it uses every sample
+    inside ``metric_mask``. The returned parts are the
     unweighted values, one key per active loss.
 
     The center parameters are NOT for the model's optimiser: give ``center_parameters()`` to
@@ -100,6 +105,7 @@ class ReIDCriterion(nn.Module):
             if c.xbm_weight
             else None
         )
+        self.local = AlignedLocalTripletLoss(c.triplet_margin, c.triplet_normalize) if c.local_triplet_weight else None
 
     def forward(
         self, output: ModelOutput, labels: Tensor, iteration: int, metric_mask: Tensor | None = None
@@ -132,6 +138,11 @@ class ReIDCriterion(nn.Module):
             if self.triplet is not None:
                 branch_features = branch.features.to(features.dtype)[keep]
                 terms["bdb_triplet"] = (c.triplet_weight, self.triplet(branch_features, pair_labels) if enough else zero)
+        if self.local is not None:
+            if output.local_features is None:
+                raise ValueError("loss.local_triplet_weight > 0 needs a model with a local branch (model.local_stripes > 0)")
+            local = output.local_features.to(features.dtype)[keep]
+            terms["local"] = (c.local_triplet_weight, self.local(pair_features, local, pair_labels) if enough else zero)
         total = sum(weight * value for weight, value in terms.values())
         values = torch.stack([value.detach().float() for _, value in terms.values()]).tolist()  # one sync
         return total, dict(zip(terms, values))

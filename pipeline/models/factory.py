@@ -14,6 +14,7 @@ from pipeline.models.backbone import create_backbone, zero_init_residual_branche
 from pipeline.models.freeze import freeze_stages
 from pipeline.models.heads import create_head
 from pipeline.models.last_stride import set_last_stride_one
+from pipeline.models.local_branch import LocalBranch
 from pipeline.models.model import ReIDModel
 from pipeline.models.neck import create_neck, init_kaiming
 from pipeline.models.pretrained import package_weights
@@ -51,6 +52,10 @@ class ModelConfig:
     batch_drop: bool = False
     batch_drop_height: float = 0.3
     batch_drop_width: float = 1.0  # 1.0: the full width, a horizontal band (the paper's)
+    # AlignedReID local branch: horizontal stripes of the last feature map (0: no branch),
+    # each reduced to local_dim by a 1x1 conv + BN + ReLU (pipeline/models/local_branch.py)
+    local_stripes: int = 0
+    local_dim: int = 128
 
     def validate(self) -> None:
         checks = [
@@ -74,6 +79,8 @@ class ModelConfig:
             (0 <= self.drop_path_rate < 1, f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}"),
             (0 < self.batch_drop_height < 1, f"batch_drop_height must be in (0, 1), got {self.batch_drop_height}"),
             (0 < self.batch_drop_width <= 1, f"batch_drop_width must be in (0, 1], got {self.batch_drop_width}"),
+            (self.local_stripes >= 0, f"local_stripes must be >= 0 (0: no local branch), got {self.local_stripes}"),
+            (self.local_dim >= 1, f"local_dim must be >= 1, got {self.local_dim}"),
             (
                 not (self.zero_init_residual and (self.pretrained or self.pretrained_file)),
                 "zero_init_residual would erase pretrained weights; use it only when training from scratch",
@@ -139,6 +146,7 @@ def create_model(config: ModelConfig, num_classes: int) -> ReIDModel:
         embedding=config.embedding,
         config=config,
         batch_drop=batch_drop,
+        local=LocalBranch(width, config.local_stripes, config.local_dim) if config.local_stripes else None,
     )
     freeze_stages(model.backbone, config.frozen_stages)
     return model

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline.config import from_mapping, read_yaml
-from pipeline.data.rescale_pad import height_width
+from pipeline.sections import height_width
 from pipeline.data.transforms import AugmentConfig
 from pipeline.errors import ConfigError
 from pipeline.losses import LossConfig
 from pipeline.models import ModelConfig
+from pipeline.params import StageParams
 from pipeline.train.schedule import OptimConfig
 
 
@@ -63,48 +64,25 @@ class Recipe:
         if self.augment.rotate90_p > 0 and height != width:
             # a quarter turn makes a W x H image that cannot share a batch with H x W ones
             raise ValueError(f"augment.rotate90_p must be 0 with a non-square train.input_size {height}x{width}")
-
-
-@dataclass(frozen=True)
-class TrainStageConfig:
-    """params.yaml section ``train``: which recipes and folds the DVC matrix trains."""
-
-    models: list[str]  # recipe names: configs/<name>.yaml
-    folds: list[int]
-    out: str = "outputs/models"  # <out>/<model>/fold<fold>/{checkpoints,live}
-    recipes: str = "configs"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    # CPU threads per process; 0 keeps torch's default. 1 is much faster when other jobs
-    # share the cores: idle OpenMP threads spin and then wait on preempted siblings.
-    threads: int = 0
-
-    def run_dir(self, model: str, fold: int) -> Path:
-        """Where recipe ``model`` trains fold ``fold``: checkpoints/ and live/."""
-        return Path(self.out) / model / f"fold{fold}"
-
-    def init_checkpoint(self, model: str, recipe: Recipe, fold: int) -> Path | None:
-        """The stage-1 weights a ``train.init_from`` recipe starts from; None without one."""
-        source = recipe.train.init_from
-        if source is None:
-            return None
-        if source == model:
-            raise ConfigError(f"{self.recipes}/{model}.yaml: train.init_from names the recipe itself")
-        path = self.run_dir(source, fold) / "checkpoints" / "best.pt"
-        if not path.is_file():
-            raise ConfigError(
-                f"{self.recipes}/{model}.yaml: train.init_from: {path} not found; train '{source}' on fold {fold} first"
-            )
-        return path
-
-    def validate(self) -> None:
-        if not self.models:
-            raise ValueError("models must name at least one recipe")
-        if len(set(self.models)) != len(self.models) or len(set(self.folds)) != len(self.folds):
-            raise ValueError("models and folds must not repeat")
-        if self.threads < 0:
-            raise ValueError("threads must not be negative")
+        if bool(self.loss.local_triplet_weight) != bool(self.model.local_stripes):
+            # one without the other: a loss with no branch, or a branch nothing trains
+            raise ValueError("loss.local_triplet_weight > 0 and model.local_stripes > 0 go together (the local branch)")
 
 
 def load_recipe(path: str | Path) -> Recipe:
     """Read and check a recipe; an unknown or mistyped key is a ConfigError naming file and key."""
     return from_mapping(Recipe, read_yaml(path), str(path))
+
+
+def stage_one_checkpoint(params: StageParams, model: str, recipe: Recipe, fold: int) -> Path | None:
+    """The first-stage weights (best.pt of the same fold) a ``train.init_from`` recipe starts
+    from; None without one."""
+    source = recipe.train.init_from
+    if source is None:
+        return None
+    if source == model:
+        raise ConfigError(f"{params.recipe(model)}: train.init_from names the recipe itself")
+    path = params.checkpoint(source, fold)
+    if not path.is_file():
+        raise ConfigError(f"{params.recipe(model)}: train.init_from: {path} not found; train '{source}' on fold {fold} first")
+    return path
