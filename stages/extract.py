@@ -8,11 +8,13 @@ from pathlib import Path
 from pipeline.cli import run_stage, stage_parser
 from pipeline.data.cache import PreprocessConfig
 from pipeline.data.folds import FoldsConfig, read_folds
-from pipeline.errors import DataError
+from pipeline.export.onnx_export import ExportConfig
 from pipeline.infer.extract import ExtractConfig, extract_model
+from pipeline.infer.onnx_engine import load_onnx_model
 from pipeline.infer.store import save_features
 from pipeline.params import load_section
 from pipeline.train.recipe import TrainStageConfig
+from pipeline.train.trained import fold_checkpoints
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,11 +25,12 @@ def main(argv: list[str] | None = None) -> None:
     train = load_section("train", TrainStageConfig, args.params)
     cache = load_section("preprocess", PreprocessConfig, args.params)
     folds = load_section("folds", FoldsConfig, args.params)
-    checkpoints = {f: Path(train.out) / args.model / f"fold{f}" / "checkpoints" / "best.pt" for f in train.folds}
-    missing = [str(p) for p in checkpoints.values() if not p.is_file()]
-    if missing:
-        raise DataError(f"missing checkpoints (run the train stages first): {', '.join(missing)}")
-    features = extract_model(checkpoints, Path(cache.out), read_folds(folds.out), cfg)
+    if cfg.engine == "onnx":  # the export stage's files, checked there against PyTorch
+        export = load_section("export", ExportConfig, args.params)
+        models = {f: Path(export.out) / args.model / f"fold{f}.onnx" for f in train.folds}
+        features = extract_model(models, Path(cache.out), read_folds(folds.out), cfg, load=load_onnx_model)
+    else:
+        features = extract_model(fold_checkpoints(train, args.model), Path(cache.out), read_folds(folds.out), cfg)
     save_features(Path(cfg.out) / args.model, features, dtype=cfg.dtype)
 
 

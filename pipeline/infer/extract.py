@@ -3,9 +3,10 @@ its own held-out identities (out-of-fold), which is what the fusion weights are 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -24,23 +25,34 @@ class ExtractConfig(TTAConfig):
     """params.yaml section ``extract``: the TTA views plus where the features go."""
 
     out: str = "outputs/features"
+    # torch: the checkpoints; onnx: the export stage's ONNX files through onnxruntime (CPU)
+    engine: Literal["torch", "onnx"] = "torch"
+
+    def validate(self) -> None:
+        super().validate()
+        if self.engine == "onnx" and self.device == "cuda":
+            raise ValueError("engine onnx runs on the CPU: set device to cpu or auto")
 
 
 def extract_model(
     checkpoints: Mapping[int, Path],
     cache_dir: Path,
     folds: pd.DataFrame,
-    cfg: TTAConfig,
+    cfg: ExtractConfig,
+    load: Callable[[Path, str], tuple[torch.nn.Module, dict[str, Any]]] = load_trained_model,
 ) -> ModelFeatures:
-    """Run every fold checkpoint of one model over the query, gallery and its held-out rows."""
-    device = resolve_device(cfg.device, "extract.device")
+    """Run every fold model of one model over the query, gallery and its held-out rows.
+
+    ``load(path, device)`` gives a fold's model (anything with ``embed``) and its meta.
+    """
+    device = torch.device("cpu") if cfg.engine == "onnx" else resolve_device(cfg.device, "extract.device")
     query, gallery, train = (open_split(cache_dir, s) for s in ("query", "gallery", "train"))
     train_ids = train.table["image"].tolist()
     per_fold_query: list[np.ndarray] = []
     per_fold_gallery: list[np.ndarray] = []
     oof: dict[int, tuple[FeatureSet, FeatureSet]] = {}
     for fold, path in sorted(checkpoints.items()):
-        model, meta = load_trained_model(path, device=str(device))
+        model, meta = load(path, str(device))
         common = dict(input_size=meta["input_size"], mean=meta["mean"], std=meta["std"], cfg=cfg)
         per_fold_query.append(extract_features(model, query.images, description=f"fold {fold} query", **common))
         per_fold_gallery.append(extract_features(model, gallery.images, description=f"fold {fold} gallery", **common))

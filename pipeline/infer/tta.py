@@ -95,7 +95,8 @@ def extract_features(
             f"extract.rotations {list(cfg.rotations)}: quarter turns need a square input, "
             f"the model takes {input_size[0]}x{input_size[1]} (use 0 and 180 only)"
         )
-    device = next(model.parameters()).device
+    # a module without parameters (onnxruntime's OnnxEmbedder) takes CPU tensors
+    device = next(model.parameters(), torch.empty(0)).device
     model.eval()
     chunks = []
     for start in tqdm(range(0, len(images), cfg.batch_size), desc=description, unit="batch", leave=False):
