@@ -2,7 +2,7 @@
 
 The TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``) is used: with torch
 2.13.0 both it and the torch.export-based exporter (which needs onnxscript) produce graphs that
-agree with PyTorch to ~1e-5 here, but the latter took 27-76 s per backbone against 3-6 s on the
+agree with PyTorch to ~1e-5 here, but the latter took 34-123 s per demo backbone against 2-8 s on the
 shared cores (benchmarks/results/bench_onnx.md). Batch, height and width are dynamic axes:
 extraction feeds any batch size and TTA scales other than 1.0.
 

@@ -73,6 +73,10 @@ class ReIDModel(nn.Module):
         features = self.reduction(self._pooled(images))
         return features if self.embedding == "pre_bn" else self.neck(features)
 
+    def retrieval_embedding(self, output: ModelOutput) -> Tensor:
+        """The part of a ``forward`` output that ``embed`` returns (for terms on both, e.g. distillation)."""
+        return output.features if self.embedding == "pre_bn" else output.embeddings
+
     def train(self, mode: bool = True) -> ReIDModel:
         super().train(mode)
         set_frozen_batchnorm_eval(self.backbone)  # frozen stages keep their running stats

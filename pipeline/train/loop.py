@@ -36,7 +36,7 @@ from pipeline.data.torch_data import AugmentedImages, normalize_batch
 from pipeline.data.transforms import SeededAugment, build_train_transforms
 from pipeline.errors import DataError
 from pipeline.losses import ReIDCriterion
-from pipeline.models import create_model, input_normalisation, unfreeze
+from pipeline.models import ModelOutput, create_model, input_normalisation, unfreeze
 from pipeline.train import distributed as ddp
 from pipeline.train.amp import autocast, make_scaler, resolve_amp
 from pipeline.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -59,10 +59,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def fingerprint(recipe: Recipe, data: FoldData, world_size: int) -> str:
-    """What a checkpoint must match to be resumed: the recipe and the exact fold data."""
+def fingerprint(recipe: Recipe, data: FoldData, world_size: int, extra: str = "") -> str:
+    """What a checkpoint must match to be resumed: the recipe, the exact fold data and ``extra``."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(json.dumps(dataclasses.asdict(recipe), sort_keys=True, default=str).encode())
+    digest.update(extra.encode())
     digest.update(f"world_size={world_size}".encode())
     for rows in (data.train_rows, data.query_rows, data.gallery_rows):
         digest.update(np.ascontiguousarray(rows, dtype=np.int64).tobytes())
@@ -183,14 +184,25 @@ class Trainer:
         )
         return metrics
 
+    def extra_losses(self, images: torch.Tensor, output: ModelOutput) -> dict[str, torch.Tensor]:
+        """Weighted terms added to the recipe's losses, from uint8 ``images`` (B, H, W, 3) on the
+        device and the model's output; none here (``DistillTrainer`` adds a teacher's)."""
+        return {}
+
+    def fingerprint_extra(self) -> str:
+        """What besides the recipe and the data a resumed run must match (a teacher, ...)."""
+        return ""
+
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float] | None:
         """Forward, loss, backward, update; None (and no update) when the loss is not finite."""
-        images = normalize_batch(images.to(self.device, non_blocking=True), self.mean, self.std)
+        images = images.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
         with autocast(self.amp, self.device):
-            output = self.net(images, labels)
+            output = self.net(normalize_batch(images, self.mean, self.std), labels)
         # outside autocast: the criterion computes in float32 whatever the outputs' dtype
         total, parts = self.criterion(output, labels, iteration=self.step, metric_mask=self.metric_ok[labels])
+        for name, term in self.extra_losses(images, output).items():
+            total, parts = total + term, {**parts, name: term.detach()}
         self.optimizer.zero_grad(set_to_none=True)
         if self.center_optimizer is not None:
             self.center_optimizer.zero_grad(set_to_none=True)
@@ -260,17 +272,19 @@ def fit(
     fold: int,
     info: DistInfo | None = None,
     on_epoch_end: EpochCallback | None = None,
+    make_trainer: Callable[[Recipe, FoldData, DistInfo], Trainer] | None = None,
 ) -> dict[str, float]:
     """Train (or resume) one model on one fold; returns the final summary metrics.
 
     ``on_epoch_end(epoch, metrics)`` runs after each epoch's checkpoint is written.
+    ``make_trainer`` builds the trainer (default ``Trainer``; ``DistillTrainer`` adds a teacher).
     """
     info = info or DistInfo()
     out_dir = Path(out_dir)
     last_path = out_dir / "checkpoints" / "last.pt"
     best_path = out_dir / "checkpoints" / "best.pt"
-    trainer = Trainer(recipe, data, info)
-    print_id = fingerprint(recipe, data, info.world_size)
+    trainer = (make_trainer or Trainer)(recipe, data, info)
+    print_id = fingerprint(recipe, data, info.world_size, trainer.fingerprint_extra())
     epochs = recipe.train.epochs
     meta = {
         "model_name": model_name, "fold": fold, "backbone": recipe.model.backbone,
