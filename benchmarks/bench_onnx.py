@@ -7,7 +7,8 @@ normalised batches of real grocery photos (rescale-padded to the recipe's input 
 thread each, alternating in rounds so that the machine's load hits both alike; figures are
 medians over rounds. Agreement: largest |onnxruntime - PyTorch| of the L2-normalised and raw
 embeddings on those photos. ``--dynamo`` also times torch's torch.export-based exporter
-(needs onnxscript), the alternative the export stage does not use.
+(needs `pip install onnxscript==0.7.2`, not a project dependency), the alternative the export
+stage does not use.
 
     python benchmarks/bench_onnx.py [--recipes lite0 densenet121] [--images 64] [--rounds 3] [--dynamo]
 """

@@ -4,20 +4,23 @@ teacher's bad inputs, and a tiny distillation run that resumes exactly."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from pipeline.errors import DataError
+from pipeline.errors import ConfigError, DataError
 from pipeline.losses.distill import cosine_similarities, js_distill, kl_distill, similarity_matching
 from pipeline.models import ModelConfig
 from pipeline.train.distill import DistillConfig, DistillTrainer
 from pipeline.train.distributed import DistInfo
 from test_train_loop import Killed, assert_same, run, tiny_data, tiny_recipe, weights
 
+ROOT = Path(__file__).resolve().parents[1]
 CFG = DistillConfig(student="student", teachers=["teacher"], temperature=2.0)
 
 
@@ -114,3 +117,24 @@ def test_a_teacher_of_other_classes_is_named(tmp_path, teacher):
     with pytest.raises(DataError, match=rf"{teacher}: num_classes is 11 but the student's fold has 9"):
         distill(tmp_path, teacher, data=fewer)
     assert not (tmp_path / "checkpoints").exists()
+
+
+def distill_stage():
+    spec = importlib.util.spec_from_file_location("distill_stage", ROOT / "stages/distill.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    return stage
+
+
+def test_the_stage_names_a_missing_teacher_checkpoint_or_an_unknown_teacher(tmp_path):
+    params = tmp_path / "params.yaml"
+    base = (f"train: {{models: [lite1], folds: [0], out: {tmp_path}/models, recipes: {ROOT}/configs/demo}}\n"
+            "preprocess: {out: cache}\nfolds: {out: folds.csv}\n")
+    params.write_text(base + "distill: {student: student_lite0, teachers: [lite1]}\n")
+    missing = tmp_path / "models" / "lite1" / "fold0" / "checkpoints" / "best.pt"
+    with pytest.raises(DataError, match=f"missing checkpoints .*{missing}"):
+        distill_stage().main(["--params", str(params), "--fold", "0"])
+    params.write_text(base + "distill: {student: student_lite0, teachers: [lite2]}\n")
+    with pytest.raises(ConfigError, match="distill.teachers names 'lite2', which train.models does not list"):
+        distill_stage().main(["--params", str(params), "--fold", "0"])
+    assert not (tmp_path / "outputs").exists()
