@@ -33,16 +33,16 @@ from pipeline.data.cache import build_cache, open_split
 from pipeline.data.folds import make_folds
 from pipeline.data.rescale_pad import height_width
 from pipeline.data.torch_data import batch_tensor, normalize_batch
-from pipeline.evaluate.metrics import competition_scores
 from pipeline.export.onnx_export import export_embedding
 from pipeline.infer.onnx_engine import OnnxEmbedder, open_session
 from pipeline.io_utils import write_csv, write_text
 from pipeline.train.data import load_fold
-from pipeline.train.distill import DistillConfig, DistillTrainer
+from pipeline.sections import DistillConfig
+from pipeline.distill.trainer import DistillTrainer
 from pipeline.train.loop import fit
 from pipeline.train.recipe import Recipe, load_recipe
 from pipeline.train.trained import load_trained_model
-from pipeline.train.validate import embed_rows, rank_by_cosine
+from pipeline.train.fold_score import validation_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 GROCERY = ROOT.parent / "shared" / "data" / "grocery"
@@ -56,14 +56,16 @@ def recipe(name: str, size: int, epochs: int) -> Recipe:
 
 
 def test_scores(checkpoint: Path, cache: Path) -> dict[str, float]:
+    """Top-1, mAP@10 and score of the test queries against the test gallery (one plain view)."""
     model, meta = load_trained_model(checkpoint)
     query, gallery = open_split(cache, "query"), open_split(cache, "gallery")
-    common = dict(size=meta["input_size"], mean=meta["mean"], std=meta["std"])
-    q = embed_rows(model, query.images, np.arange(len(query.images)), **common)
-    g = embed_rows(model, gallery.images, np.arange(len(gallery.images)), **common)
-    ranked = rank_by_cosine(q, g, k=10)
-    labels = (query.table["label"].astype(str).to_numpy(), gallery.table["label"].astype(str).to_numpy())
-    return competition_scores(ranked, *labels, k=10)
+    images = np.concatenate([query.images, gallery.images])
+    labels = np.concatenate([query.table["label"].astype(str).to_numpy(), gallery.table["label"].astype(str).to_numpy()])
+    rows = np.arange(len(images))
+    return validation_scores(
+        model, images, labels, rows[: len(query.images)], rows[len(query.images) :],
+        size=meta["input_size"], mean=meta["mean"], std=meta["std"],
+    )
 
 
 def speed(checkpoint: Path, images: np.ndarray, rounds: int = 3) -> tuple[float, float]:

@@ -14,16 +14,13 @@ from pathlib import Path
 import torch
 
 from pipeline.cli import run_stage, stage_parser
-from pipeline.data.cache import PreprocessConfig
-from pipeline.data.folds import FoldsConfig
 from pipeline.errors import ConfigError
-from pipeline.params import load_section
+from pipeline.params import StageParams, fold_dir
 from pipeline.train.data import load_fold
-from pipeline.train.distill import DistillConfig, DistillTrainer
+from pipeline.distill.trainer import DistillTrainer
 from pipeline.train.distributed import init_distributed
 from pipeline.train.loop import fit
-from pipeline.train.recipe import TrainStageConfig, load_recipe
-from pipeline.train.trained import fold_checkpoints
+from pipeline.train.recipe import load_recipe
 
 log = logging.getLogger("distill")
 
@@ -32,23 +29,20 @@ def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--fold", required=True, type=int)
     args = parser.parse_args(argv)
-    cfg = load_section("distill", DistillConfig, args.params)
-    train = load_section("train", TrainStageConfig, args.params)
+    params = StageParams(args.params)
+    cfg, train = params.distill, params.train
     unknown = [t for t in cfg.teachers if t not in train.models]
     if unknown:
         raise ConfigError(f"{args.params}: distill.teachers names '{unknown[0]}', which train.models does not list")
-    recipe = load_recipe(Path(train.recipes) / f"{cfg.student}.yaml")
-    teachers = [fold_checkpoints(train, name, [args.fold])[args.fold] for name in cfg.teachers]
-    preprocess = load_section("preprocess", PreprocessConfig, args.params)
-    folds = load_section("folds", FoldsConfig, args.params)
-    data = load_fold(Path(preprocess.out), Path(folds.out), args.fold)
+    recipe = load_recipe(params.recipe(cfg.student))
+    teachers = [params.trained_checkpoints(name, [args.fold])[args.fold] for name in cfg.teachers]
+    data = load_fold(params.cache(), params.folds_file(), args.fold)
     if train.threads:
         torch.set_num_threads(train.threads)
     info = init_distributed(train.device)
-    out_dir = Path(cfg.out) / cfg.student / f"fold{args.fold}"
     summary = fit(
-        recipe, data, out_dir, model_name=cfg.student, fold=args.fold, info=info,
-        make_trainer=partial(DistillTrainer, cfg=cfg, teachers=teachers),
+        recipe, data, fold_dir(Path(cfg.out), cfg.student, args.fold).root, model_name=cfg.student, fold=args.fold,
+        info=info, make_trainer=partial(DistillTrainer, cfg=cfg, teachers=teachers),
     )
     if info.is_main:
         log.info("%s fold %d distilled from %s: %s", cfg.student, args.fold, ", ".join(cfg.teachers), summary)

@@ -16,7 +16,8 @@ import torch
 from pipeline.errors import ConfigError, DataError
 from pipeline.losses.distill import cosine_similarities, js_distill, kl_distill, similarity_matching
 from pipeline.models import ModelConfig
-from pipeline.train.distill import DistillConfig, DistillTrainer
+from pipeline.sections import DistillConfig
+from pipeline.distill.trainer import DistillTrainer
 from pipeline.train.distributed import DistInfo
 from test_train_loop import Killed, assert_same, run, tiny_data, tiny_recipe, weights
 

@@ -14,13 +14,13 @@ import torch
 from pipeline.errors import DataError
 from pipeline.export import folds as export_folds_module
 from pipeline.export.folds import export_folds
-from pipeline.export.onnx_export import ExportConfig
 from pipeline.infer.onnx_engine import load_onnx_model
 from pipeline.infer.tta import TTAConfig, extract_features
 from pipeline.models import ModelConfig, create_model
-from pipeline.train.recipe import Recipe, TrainConfig, TrainStageConfig
+from pipeline.params import StageParams
+from pipeline.sections import ExportConfig
+from pipeline.train.recipe import Recipe, TrainConfig
 from pipeline.train.checkpoint import save_checkpoint
-from pipeline.train.trained import fold_checkpoints
 
 MEAN, STD = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
 
@@ -86,13 +86,14 @@ def test_extraction_through_onnxruntime_matches_pytorch(exported):
 
 
 def test_a_model_without_checkpoint_is_named_and_nothing_is_written(tmp_path):
-    train = TrainStageConfig(models=["tiny"], folds=[0, 1], out=str(tmp_path / "models"))
+    params = tmp_path / "params.yaml"
+    params.write_text(f"train: {{models: [tiny], folds: [0, 1], out: {tmp_path / 'models'}}}\n")
     present = tmp_path / "models" / "tiny" / "fold0" / "checkpoints" / "best.pt"
     present.parent.mkdir(parents=True)
     write_checkpoint(present)
     missing = tmp_path / "models" / "tiny" / "fold1" / "checkpoints" / "best.pt"
     with pytest.raises(DataError, match=f"missing checkpoints .*{missing}"):
-        fold_checkpoints(train, "tiny")
+        StageParams(params).trained_checkpoints("tiny")
 
 
 def test_a_failed_check_keeps_the_previous_export_and_leaves_no_temporary(exported, tmp_path, monkeypatch):

@@ -10,9 +10,10 @@ import numpy as np
 
 from pipeline.errors import DataError
 from pipeline.export.check import compare_embeddings
-from pipeline.export.onnx_export import ExportConfig, export_embedding
+from pipeline.export.onnx_export import export_embedding
 from pipeline.infer.onnx_engine import load_onnx_model
 from pipeline.io_utils import atomic_dir, write_json
+from pipeline.sections import ExportConfig
 from pipeline.train.trained import load_trained_model
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +24,6 @@ from pipeline.models import ReIDModel
 
 INPUT, OUTPUT = "images", "embeddings"
 META_KEY = "retrieval_meta"  # one JSON entry of the ONNX metadata_props
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    """params.yaml section ``export``."""
-
-    out: str = "outputs/onnx"  # <out>/<model>/fold<f>.onnx + check.json
-    opset: int = 17
-    check_images: int = 64  # real images (the query cache's first ones) compared per fold model
-    atol: float = 1e-4  # largest allowed |onnxruntime - PyTorch| of the L2-normalised embeddings
-    batch_size: int = 32
-
-    def validate(self) -> None:
-        if not 7 <= self.opset <= 21:
-            raise ValueError(f"opset must be within 7..21, got {self.opset}")
-        if self.check_images < 1 or self.batch_size < 1:
-            raise ValueError("check_images and batch_size must be at least 1")
-        if not self.atol > 0:
-            raise ValueError(f"atol must be positive, got {self.atol}")
 
 
 class EmbeddingGraph(torch.nn.Module):

@@ -4,9 +4,8 @@ its own held-out identities (out-of-fold), which is what the fusion weights are 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,37 +14,26 @@ import torch
 from pipeline.data.cache import open_split
 from pipeline.data.folds import fold_indices
 from pipeline.infer.store import FeatureSet, ModelFeatures
-from pipeline.infer.tta import TTAConfig, average_fold_features, extract_features
+from pipeline.infer.tta import average_fold_features, extract_features
 from pipeline.train.distributed import resolve_device
 from pipeline.train.trained import load_trained_model
-
-
-@dataclass(frozen=True)
-class ExtractConfig(TTAConfig):
-    """params.yaml section ``extract``: the TTA views plus where the features go."""
-
-    out: str = "outputs/features"
-    # torch: the checkpoints; onnx: the export stage's ONNX files through onnxruntime (CPU)
-    engine: Literal["torch", "onnx"] = "torch"
-
-    def validate(self) -> None:
-        super().validate()
-        if self.engine == "onnx" and self.device == "cuda":
-            raise ValueError("engine onnx runs on the CPU: set device to cpu or auto")
+from pipeline.sections import TTAConfig
 
 
 def extract_model(
     checkpoints: Mapping[int, Path],
     cache_dir: Path,
     folds: pd.DataFrame,
-    cfg: ExtractConfig,
-    load: Callable[[Path, str], tuple[torch.nn.Module, dict[str, Any]]] = load_trained_model,
+    cfg: TTAConfig,
+    load: Callable[[Path, str], tuple[torch.nn.Module, dict[str, Any]]] | None = None,
 ) -> ModelFeatures:
     """Run every fold model of one model over the query, gallery and its held-out rows.
 
-    ``load(path, device)`` gives a fold's model (anything with ``embed``) and its meta.
+    ``load(path, device)`` gives a fold's model (anything with ``embed``) and its meta: a
+    checkpoint's by default, an ONNX file's through onnxruntime with ``extract.engine: onnx``.
     """
-    device = torch.device("cpu") if cfg.engine == "onnx" else resolve_device(cfg.device, "extract.device")
+    load = load or load_trained_model
+    device = resolve_device(cfg.device, "extract.device")
     query, gallery, train = (open_split(cache_dir, s) for s in ("query", "gallery", "train"))
     train_ids = train.table["image"].tolist()
     per_fold_query: list[np.ndarray] = []

@@ -12,19 +12,6 @@ from pipeline.config import from_mapping
 from pipeline.errors import DataError
 from pipeline.models import ModelConfig, ReIDModel, create_model
 from pipeline.train.checkpoint import load_checkpoint
-from pipeline.train.recipe import TrainStageConfig
-
-
-def fold_checkpoints(train: TrainStageConfig, model_name: str, folds: list[int] | None = None) -> dict[int, Path]:
-    """``best.pt`` of each fold model of ``model_name``; a missing one is an error naming it."""
-    paths = {
-        fold: Path(train.out) / model_name / f"fold{fold}" / "checkpoints" / "best.pt"
-        for fold in (train.folds if folds is None else folds)
-    }
-    missing = [str(path) for path in paths.values() if not path.is_file()]
-    if missing:
-        raise DataError(f"missing checkpoints (run the train stages first): {', '.join(missing)}")
-    return paths
 
 
 def load_trained_model(

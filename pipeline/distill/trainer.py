@@ -7,48 +7,20 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 
 from pipeline.losses.distill import js_distill, kl_distill, similarity_matching
 from pipeline.models import ModelOutput
+from pipeline.sections import DistillConfig
 from pipeline.train.data import FoldData
 from pipeline.train.distributed import DistInfo
 from pipeline.train.loop import Trainer
 from pipeline.train.recipe import Recipe
-from pipeline.train.teacher import Teacher
+from pipeline.distill.teacher import Teacher
 
 LOGIT_LOSSES = {"kl": kl_distill, "js": js_distill}
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    """params.yaml section ``distill``."""
-
-    student: str  # a recipe in train.recipes (e.g. lite0 at a smaller input)
-    teachers: list[str]  # models of train.models; several: their ensemble (mean cosine similarities, mean logits)
-    out: str = "outputs/distill"  # <out>/<student>/fold<f>/{checkpoints,live}, as train writes
-    logit_loss: Literal["kl", "js", "none"] = "kl"
-    temperature: float = 4.0
-    logit_weight: float = 1.0
-    embedding_weight: float = 1.0  # in-batch cosine-similarity matching
-
-    def validate(self) -> None:
-        if not self.teachers or len(set(self.teachers)) != len(self.teachers):
-            raise ValueError("teachers must name at least one model, without repeats")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}")
-        if self.logit_weight < 0 or self.embedding_weight < 0:
-            raise ValueError("logit_weight and embedding_weight must be >= 0")
-        if (self.logit_loss == "none" or self.logit_weight == 0) and self.embedding_weight == 0:
-            raise ValueError("no distillation term: set logit_loss and logit_weight, or embedding_weight")
-
-    @property
-    def uses_logits(self) -> bool:
-        return self.logit_loss != "none" and self.logit_weight > 0
 
 
 class DistillTrainer(Trainer):
