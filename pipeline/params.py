@@ -24,6 +24,7 @@ from pipeline.sections import (
     ExtractConfig,
     FoldsConfig,
     FuseConfig,
+    MutualConfig,
     PreprocessConfig,
     RerankStageConfig,
     SubmitConfig,
@@ -99,6 +100,7 @@ class StageParams:
     preprocess = _Section(PreprocessConfig)
     folds = _Section(FoldsConfig)
     train = _Section(TrainStageConfig)
+    mutual = _Section(MutualConfig)
     extract = _Section(ExtractConfig)
     export = _Section(ExportConfig)
     distill = _Section(DistillConfig)
@@ -144,6 +146,10 @@ class StageParams:
     def onnx(self, model: str, fold: int) -> Path:
         """One fold model's exported embedding graph (the export stage's output)."""
         return Path(self.export.out) / model / f"fold{fold}.onnx"
+
+    def mutual_dir(self, pair: str) -> Path:
+        """A mutual-learning pair's folder: its models inside in train's layout (``fold_dir``)."""
+        return Path(self.mutual.out) / pair
 
     def recipe(self, model: str) -> Path:
         return Path(self.train.recipes) / f"{model}.yaml"

@@ -5,9 +5,9 @@ soft-label divergence on the classifier outputs and in-batch similarity matching
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -31,9 +31,11 @@ class DistillTrainer(Trainer):
         self.cfg = cfg
         self.teacher = Teacher(teachers, num_classes=self.num_classes, device=self.device)
 
-    def extra_losses(self, images: torch.Tensor, output: ModelOutput) -> dict[str, torch.Tensor]:
+    def forward_loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float], ModelOutput]:
+        """The recipe's loss plus the teacher's terms on the same (augmented) batch."""
+        total, parts, output = super().forward_loss(images, labels)
         cfg = self.cfg
-        teacher_logits, teacher_similarities = self.teacher(images)
+        teacher_logits, teacher_similarities = self.teacher(images.to(self.device, non_blocking=True))
         terms = {}
         if cfg.uses_logits:
             assert output.logits is not None  # the trainer's model always has a classifier
@@ -42,9 +44,11 @@ class DistillTrainer(Trainer):
         if cfg.embedding_weight > 0:
             student = self.model.retrieval_embedding(output)
             terms["distill_embedding"] = cfg.embedding_weight * similarity_matching(student, teacher_similarities)
-        return terms
+        for name, term in terms.items():
+            total, parts = total + term, {**parts, name: float(term.detach())}
+        return total, parts, output
 
-    def fingerprint_extra(self) -> str:
+    def describe(self) -> dict[str, Any]:
         # a retrained teacher (new bytes) must restart the student, as a changed recipe does
         knobs = {k: v for k, v in dataclasses.asdict(self.cfg).items() if k != "out"}
-        return json.dumps({"distill": knobs, "teachers": self.teacher.digests}, sort_keys=True)
+        return {**super().describe(), "distill": knobs, "teachers": self.teacher.digests}
