@@ -3,32 +3,34 @@ model's features of its own held-out identities (out-of-fold, for tuning the fus
 
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
 
 from pipeline.cli import run_stage, stage_parser
-from pipeline.data.cache import PreprocessConfig
-from pipeline.data.folds import FoldsConfig, read_folds
-from pipeline.errors import DataError
-from pipeline.infer.extract import ExtractConfig, extract_model
+from pipeline.data.folds import read_folds
+from pipeline.errors import ConfigError
+from pipeline.infer.extract import extract_model
+from pipeline.infer.onnx_engine import load_onnx_model
 from pipeline.infer.store import save_features
-from pipeline.params import load_section
-from pipeline.train.recipe import TrainStageConfig
+from pipeline.params import StageParams
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--model", required=True, help="a model name from train.models")
     args = parser.parse_args(argv)
-    cfg = load_section("extract", ExtractConfig, args.params)
-    train = load_section("train", TrainStageConfig, args.params)
-    cache = load_section("preprocess", PreprocessConfig, args.params)
-    folds = load_section("folds", FoldsConfig, args.params)
-    checkpoints = {f: Path(train.out) / args.model / f"fold{f}" / "checkpoints" / "best.pt" for f in train.folds}
-    missing = [str(p) for p in checkpoints.values() if not p.is_file()]
-    if missing:
-        raise DataError(f"missing checkpoints (run the train stages first): {', '.join(missing)}")
-    features = extract_model(checkpoints, Path(cache.out), read_folds(folds.out), cfg)
-    save_features(Path(cfg.out) / args.model, features, dtype=cfg.dtype)
+    params = StageParams(args.params)
+    folds = read_folds(params.folds_file())
+    local = params.rerank.local_weight > 0  # local features are stored only when retrieval uses them
+    if params.extract.engine == "onnx":  # the export stage's files, checked there against PyTorch
+        if local:
+            raise ConfigError(f"{args.params}: extract.engine onnx exports the global embedding only; "
+                              "rerank.local_weight > 0 needs extract.engine torch")
+        models = {f: params.onnx(args.model, f) for f in params.train.folds}
+        on_cpu = dataclasses.replace(params.extract, device="cpu")  # onnxruntime's CPU provider
+        features = extract_model(models, params.cache(), folds, on_cpu, load=load_onnx_model)
+    else:
+        features = extract_model(params.trained_checkpoints(args.model), params.cache(), folds, params.extract, local=local)
+    save_features(params.features(args.model), features, dtype=params.extract.dtype)
 
 
 if __name__ == "__main__":

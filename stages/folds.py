@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pipeline.cli import run_stage, stage_parser
-from pipeline.data.folds import FoldsConfig, make_folds
-from pipeline.data.denoise import DenoiseConfig
+from pipeline.data.folds import make_folds
 from pipeline.data.layout import read_split
 from pipeline.io_utils import write_csv
-from pipeline.params import load_section
+from pipeline.params import StageParams
 
 
 def main(argv: list[str] | None = None) -> None:
     args = stage_parser(__doc__).parse_args(argv)
-    cfg = load_section("folds", FoldsConfig, args.params)
-    train = read_split(Path(load_section("denoise", DenoiseConfig, args.params).out), "train")
-    write_csv(cfg.out, make_folds(train, cfg.k, cfg.seed, cfg.query_fraction))
+    params = StageParams(args.params)
+    cfg = params.folds
+    write_csv(cfg.out, make_folds(read_split(params.denoised(), "train"), cfg.k, cfg.seed, cfg.query_fraction))
 
 
 if __name__ == "__main__":

@@ -9,48 +9,19 @@ on the out-of-fold sets and picks one per model.
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from pipeline.chain.distances import CandidateLists
-from pipeline.errors import PipelineError
-from pipeline.infer.store import ModelFeatures
-from pipeline.retrieval.rerank import RerankConfig, check_rerank_params
-from pipeline.retrieval.retrieve import retrieve
-from pipeline.retrieval.search import search_topk
+from pipeline.errors import DataError, PipelineError
+from pipeline.infer.store import FeatureSet, ModelFeatures
+from pipeline.retrieval.candidates import CandidateLists
+from pipeline.retrieval.retrieve import nearest, retrieve_checked
+from pipeline.retrieval.validate import check_pair
+from pipeline.sections import RerankStageConfig
 
 RAW = "raw"
 CONFIGURED = "reranked"
-
-
-@dataclass(frozen=True)
-class RerankGrid:
-    """``rerank.grid``: the values tried for each knob; an empty list means the configured value.
-
-    The settings are the product of the three lists; all empty = only the configured setting.
-    """
-
-    k1: list[int] = field(default_factory=list)
-    k2: list[int] = field(default_factory=list)
-    lambda_value: list[float] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class RerankStageConfig(RerankConfig):
-    """params.yaml section ``rerank``: the re-ranking knobs, the grid, and where the lists go."""
-
-    out: str = "outputs/rerank"
-    grid: RerankGrid = field(default_factory=RerankGrid)
-
-    def validate(self) -> None:
-        super().validate()
-        for k1, k2, lambda_value in itertools.product(*_grid_axes(self)):
-            try:
-                check_rerank_params(k1, k2, lambda_value, error=ValueError)
-            except ValueError as error:
-                raise ValueError(f"grid: {error}") from error
 
 
 @dataclass(frozen=True)
@@ -70,11 +41,6 @@ class RerankOption:
         return {"k1": self.k1, "k2": self.k2, "lambda_value": self.lambda_value}
 
 
-def _grid_axes(cfg: RerankStageConfig) -> tuple[list[int], list[int], list[float]]:
-    grid = cfg.grid
-    return grid.k1 or [cfg.k1], grid.k2 or [cfg.k2], grid.lambda_value or [cfg.lambda_value]
-
-
 def rerank_options(cfg: RerankStageConfig) -> list[RerankOption]:
     """'raw', 'reranked' (the configured setting), then each other grid setting, in grid order.
 
@@ -84,23 +50,40 @@ def rerank_options(cfg: RerankStageConfig) -> list[RerankOption]:
     if not cfg.enabled:
         return [RerankOption(RAW), RerankOption(CONFIGURED)]
     options = [RerankOption(RAW), RerankOption(CONFIGURED, cfg.k1, cfg.k2, cfg.lambda_value)]
-    for k1, k2, lambda_value in itertools.product(*_grid_axes(cfg)):
+    for k1, k2, lambda_value in cfg.grid_settings():
         if (k1, k2, lambda_value) != (cfg.k1, cfg.k2, cfg.lambda_value):
             options.append(RerankOption(f"reranked_k1-{k1}_k2-{k2}_lambda-{lambda_value:g}", k1, k2, lambda_value))
     return options
 
 
-def model_candidates(query: np.ndarray, gallery: np.ndarray, cfg: RerankStageConfig, where: str) -> dict[str, CandidateLists]:
-    """Every option's lists of one query and gallery set; ``where`` names the set in errors."""
-    cfg = replace(cfg, candidates=min(cfg.candidates, len(gallery)))
+def model_candidates(query: FeatureSet, gallery: FeatureSet, cfg: RerankStageConfig, where: str) -> dict[str, CandidateLists]:
+    """Every option's lists of one query and gallery set; ``where`` names the set in errors.
+
+    The features are checked once here and ``cfg`` (grid included) when it was read, so each
+    option runs on them unchecked. With ``rerank.local_weight`` > 0 every option's lists are
+    re-sorted by global + weighted AlignedReID local distance.
+    """
+    try:
+        q, g = check_pair(query.features, gallery.features)
+    except PipelineError as error:
+        raise type(error)(f"{where}: {error}") from error
+    if cfg.local_weight and (query.local is None or gallery.local is None):
+        raise DataError(f"{where}: rerank.local_weight > 0 needs local features: rerun the extract stage")
+    cfg = replace(cfg, candidates=min(cfg.candidates, len(g)))
     sets: dict[str, CandidateLists] = {}
     for option in rerank_options(cfg):
         try:
             if option.name == RAW:
-                sets[option.name] = CandidateLists(*search_topk(query, gallery, cfg.candidates, metric="cosine"))
+                lists = nearest(q, g, cfg.candidates)
             else:
                 setting = cfg if option.k1 is None else replace(cfg, k1=option.k1, k2=option.k2, lambda_value=option.lambda_value)
-                sets[option.name] = CandidateLists(*retrieve(query, gallery, setting))
+                lists = retrieve_checked(q, g, setting)
+            if cfg.local_weight:
+                # imported here: the local distance needs torch, which this stage otherwise never loads
+                from pipeline.retrieval.local_rescore import add_local_distance
+
+                lists = add_local_distance(lists, query.local, gallery.local, cfg.local_weight)
+            sets[option.name] = lists
         except PipelineError as error:
             raise type(error)(f"{where}, option '{option.name}': {error}") from error
     return sets
@@ -108,8 +91,8 @@ def model_candidates(query: np.ndarray, gallery: np.ndarray, cfg: RerankStageCon
 
 def rerank_model(features: ModelFeatures, cfg: RerankStageConfig) -> dict[str, CandidateLists]:
     """Named lists for the rerank stage's ``.npz``: '<option>' (test) and 'oof<F>_<option>'."""
-    sets = model_candidates(features.query.features, features.gallery.features, cfg, "test set")
+    sets = model_candidates(features.query, features.gallery, cfg, "test set")
     for fold, (query, gallery) in sorted(features.oof.items()):
-        oof = model_candidates(query.features, gallery.features, cfg, f"fold {fold} out-of-fold set")
+        oof = model_candidates(query, gallery, cfg, f"fold {fold} out-of-fold set")
         sets.update({f"oof{fold}_{name}": lists for name, lists in oof.items()})
     return sets

@@ -3,9 +3,9 @@ its own held-out identities (out-of-fold), which is what the fusion weights are 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,16 +14,11 @@ import torch
 from pipeline.data.cache import open_split
 from pipeline.data.folds import fold_indices
 from pipeline.infer.store import FeatureSet, ModelFeatures
-from pipeline.infer.tta import TTAConfig, average_fold_features, extract_features
+from pipeline.errors import ConfigError
+from pipeline.infer.tta import average_fold_features, extract_parts
 from pipeline.train.distributed import resolve_device
 from pipeline.train.trained import load_trained_model
-
-
-@dataclass(frozen=True)
-class ExtractConfig(TTAConfig):
-    """params.yaml section ``extract``: the TTA views plus where the features go."""
-
-    out: str = "outputs/features"
+from pipeline.sections import TTAConfig
 
 
 def extract_model(
@@ -31,23 +26,35 @@ def extract_model(
     cache_dir: Path,
     folds: pd.DataFrame,
     cfg: TTAConfig,
+    local: bool = False,
+    load: Callable[[Path, str], tuple[torch.nn.Module, dict[str, Any]]] | None = None,
 ) -> ModelFeatures:
-    """Run every fold checkpoint of one model over the query, gallery and its held-out rows."""
+    """Run every fold model of one model over the query, gallery and its held-out rows;
+    with ``local``, the AlignedReID local features too (the recipe must have a local branch).
+
+    ``load(path, device)`` gives a fold's model (anything with ``embed``) and its meta: a
+    checkpoint's by default, an ONNX file's through onnxruntime with ``extract.engine: onnx``.
+    """
+    load = load or load_trained_model
     device = resolve_device(cfg.device, "extract.device")
     query, gallery, train = (open_split(cache_dir, s) for s in ("query", "gallery", "train"))
     train_ids = train.table["image"].tolist()
-    per_fold_query: list[np.ndarray] = []
-    per_fold_gallery: list[np.ndarray] = []
+    per_fold: dict[str, list[tuple[np.ndarray, np.ndarray | None]]] = {"query": [], "gallery": []}
     oof: dict[int, tuple[FeatureSet, FeatureSet]] = {}
     for fold, path in sorted(checkpoints.items()):
-        model, meta = load_trained_model(path, device=str(device))
-        common = dict(input_size=meta["input_size"], mean=meta["mean"], std=meta["std"], cfg=cfg)
-        per_fold_query.append(extract_features(model, query.images, description=f"fold {fold} query", **common))
-        per_fold_gallery.append(extract_features(model, gallery.images, description=f"fold {fold} gallery", **common))
+        model, meta = load(path, str(device))
+        if local and model.local is None:
+            raise ConfigError(
+                f"{path}: rerank.local_weight > 0 needs local features, but this model has no "
+                "local branch (its recipe's model.local_stripes is 0)"
+            )
+        common = dict(input_size=meta["input_size"], mean=meta["mean"], std=meta["std"], cfg=cfg, local=local)
+        for role, split_set in (("query", query), ("gallery", gallery)):
+            per_fold[role].append(extract_parts(model, split_set.images, description=f"fold {fold} {role}", **common))
         split = fold_indices(folds, fold)
         oof[fold] = tuple(  # type: ignore[assignment]
-            FeatureSet(
-                extract_features(model, train.images[rows], description=f"fold {fold} held-out {role}", **common),
+            _feature_set(
+                extract_parts(model, train.images[rows], description=f"fold {fold} held-out {role}", **common),
                 [train_ids[i] for i in rows],
             )
             for role, rows in (("query", split.val_query), ("gallery", split.val_gallery))
@@ -55,8 +62,18 @@ def extract_model(
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    return ModelFeatures(
-        query=FeatureSet(average_fold_features(per_fold_query), query.table["image"].tolist()),
-        gallery=FeatureSet(average_fold_features(per_fold_gallery), gallery.table["image"].tolist()),
-        oof=oof,
+    query_set, gallery_set = (
+        _feature_set(_average_folds(per_fold[role]), table["image"].tolist())
+        for role, table in (("query", query.table), ("gallery", gallery.table))
     )
+    return ModelFeatures(query=query_set, gallery=gallery_set, oof=oof)
+
+
+def _feature_set(parts: tuple[np.ndarray, np.ndarray | None], ids: list[str]) -> FeatureSet:
+    return FeatureSet(parts[0], ids, parts[1])
+
+
+def _average_folds(per_fold: list[tuple[np.ndarray, np.ndarray | None]]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The fold ensemble of the global features, and of the local ones where present."""
+    local = [part[1] for part in per_fold if part[1] is not None]
+    return average_fold_features([part[0] for part in per_fold]), average_fold_features(local) if local else None

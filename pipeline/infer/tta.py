@@ -8,41 +8,15 @@ forward over the same views (see benchmarks/bench_extract.py).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from pipeline.data.rescale_pad import ImageSize, height_width
 from pipeline.data.torch_data import batch_tensor, normalize_batch
 from pipeline.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class TTAConfig:
-    scales: tuple[float, ...] = (1.0,)
-    rotations: tuple[int, ...] = (0,)
-    flip: bool = True
-    batch_size: int = 64
-    dtype: Literal["float16", "float32"] = "float32"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-
-    def validate(self) -> None:
-        if not self.scales or any(s <= 0 for s in self.scales):
-            raise ValueError("scales must be a non-empty list of positive numbers")
-        if not self.rotations or any(r % 90 for r in self.rotations):
-            raise ValueError("rotations must be a non-empty list of multiples of 90 degrees")
-        if len(set(r % 360 for r in self.rotations)) != len(self.rotations):
-            raise ValueError("rotations must not repeat")
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-
-    @property
-    def views_per_image(self) -> int:
-        return len(self.scales) * len(self.rotations) * (2 if self.flip else 1)
+from pipeline.sections import ImageSize, TTAConfig, height_width
 
 
 def scale_batch(batch: torch.Tensor, input_size: ImageSize, scale: float) -> torch.Tensor:
@@ -67,15 +41,31 @@ def stack_views(batch: torch.Tensor, rotations: Sequence[int], flip: bool) -> to
 @torch.inference_mode()
 def embed_with_tta(model: torch.nn.Module, batch: torch.Tensor, input_size: ImageSize, cfg: TTAConfig) -> torch.Tensor:
     """Sum of the embeddings of every view of ``batch`` (normalised (B, 3, H, W)), L2-normalised."""
+    return embed_parts_with_tta(model, batch, input_size, cfg, local=False)[0]
+
+
+@torch.inference_mode()
+def embed_parts_with_tta(
+    model: torch.nn.Module, batch: torch.Tensor, input_size: ImageSize, cfg: TTAConfig, local: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``embed_with_tta`` and, if ``local``, the local features (B, stripes, D) summed over the
+    upright views (a turn would reorder the stripes), normalised per stripe."""
     total: torch.Tensor | None = None
+    local_total: torch.Tensor | None = None
     size = batch.shape[0]
+    upright = [v for v in range(len(cfg.rotations) * (2 if cfg.flip else 1)) if cfg.rotations[v % len(cfg.rotations)] % 360 == 0]
     for scale in cfg.scales:
         views = stack_views(scale_batch(batch, input_size, scale), cfg.rotations, cfg.flip)
-        embedded = model.embed(views).float()
-        summed = embedded.view(-1, size, embedded.shape[-1]).sum(dim=0)
+        # ``embed`` alone is the contract of a plain embedding model; the local branch needs more
+        embedded, local_features = model.embed_parts(views, local=True) if local else (model.embed(views), None)
+        summed = embedded.float().view(-1, size, embedded.shape[-1]).sum(dim=0)
         total = summed if total is None else total + summed
+        if local_features is not None:
+            per_view = F.normalize(local_features.float(), dim=-1).view(-1, size, *local_features.shape[1:])
+            upright_sum = per_view[upright].sum(dim=0)
+            local_total = upright_sum if local_total is None else local_total + upright_sum
     assert total is not None
-    return F.normalize(total, dim=1)
+    return F.normalize(total, dim=1), None if local_total is None else F.normalize(local_total, dim=-1)
 
 
 def extract_features(
@@ -89,26 +79,53 @@ def extract_features(
     description: str = "extract",
 ) -> np.ndarray:
     """Features (N, D) float32, L2-normalised, for uint8 images (N, H, W, 3) such as the cache."""
+    return extract_parts(
+        model, images, input_size=input_size, mean=mean, std=std, cfg=cfg, description=description, local=False
+    )[0]
+
+
+def extract_parts(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    *,
+    input_size: ImageSize | list[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    cfg: TTAConfig,
+    description: str = "extract",
+    local: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``extract_features`` and, if ``local``, the local features (N, stripes, D) float32."""
     input_size = height_width(input_size)
     if input_size[0] != input_size[1] and any(r % 180 for r in cfg.rotations):
         raise ConfigError(
             f"extract.rotations {list(cfg.rotations)}: quarter turns need a square input, "
             f"the model takes {input_size[0]}x{input_size[1]} (use 0 and 180 only)"
         )
-    device = next(model.parameters()).device
+    if local and not any(r % 360 == 0 for r in cfg.rotations):
+        raise ConfigError(f"extract.rotations {list(cfg.rotations)}: local features need the upright view (0)")
+    # a module without parameters (onnxruntime's OnnxEmbedder) takes CPU tensors
+    device = next(model.parameters(), torch.empty(0)).device
     model.eval()
-    chunks = []
+    chunks, local_chunks = [], []
     for start in tqdm(range(0, len(images), cfg.batch_size), desc=description, unit="batch", leave=False):
         raw = batch_tensor(images[start : start + cfg.batch_size]).to(device)
-        chunks.append(embed_with_tta(model, normalize_batch(raw, mean, std), input_size, cfg).cpu())
+        features, local_features = embed_parts_with_tta(model, normalize_batch(raw, mean, std), input_size, cfg, local)
+        chunks.append(features.cpu())
+        if local_features is not None:
+            local_chunks.append(local_features.cpu())
     if not chunks:
         raise ValueError(f"{description}: no images to extract")
-    return torch.cat(chunks).numpy().astype(np.float32)
+    local_array = torch.cat(local_chunks).numpy().astype(np.float32) if local_chunks else None
+    return torch.cat(chunks).numpy().astype(np.float32), local_array
 
 
 def average_fold_features(per_fold: Sequence[np.ndarray]) -> np.ndarray:
-    """Mean of the fold models' normalised features, normalised again (the fold ensemble)."""
+    """Mean of the fold models' normalised features, normalised again (the fold ensemble).
+
+    Works on local features (N, stripes, D) too: each stripe is normalised on its own.
+    """
     stacked = np.stack(per_fold).astype(np.float32)
     mean = stacked.mean(axis=0)
-    norms = np.linalg.norm(mean, axis=1, keepdims=True)
+    norms = np.linalg.norm(mean, axis=-1, keepdims=True)
     return mean / np.maximum(norms, 1e-12)
