@@ -94,6 +94,10 @@ class ReIDModel(nn.Module):
             raise ValueError("local features asked of a model without a local branch (model.local_stripes is 0)")
         return embedding, self.local(x)
 
+    def retrieval_embedding(self, output: ModelOutput) -> Tensor:
+        """The part of a ``forward`` output that ``embed`` returns (for terms on both, e.g. distillation)."""
+        return output.features if self.embedding == "pre_bn" else output.embeddings
+
     def train(self, mode: bool = True) -> ReIDModel:
         super().train(mode)
         set_frozen_batchnorm_eval(self.backbone)  # frozen stages keep their running stats
