@@ -8,10 +8,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from pipeline.chain.distances import load_candidate_sets, named_set
 from pipeline.chain.evaluate_step import (
     EvaluateConfig,
     Truth,
+    draw_foreground,
     draw_ranklists,
     score_centroids,
     score_lists,
@@ -60,9 +63,12 @@ def main(argv: list[str] | None = None) -> None:
     own = recorded_pairs(load_section("denoise", DenoiseConfig, args.params).out, query.table["image"], gallery.table["image"])
     truth = Truth(query.table, gallery.table, own)
     rows: dict[str, dict[str, object]] = {}
+    foreground: dict[str, np.ndarray] = {}  # background-suppression masks, drawn in the report
     for model in models:
         lists = load_candidate_sets(rerank_out / f"{model}.npz")
         features = load_features(extract_out / model)
+        if features.foreground is not None:
+            foreground[model] = features.foreground
         rows[model] = score_lists(lists["raw"], truth, cfg)
         rows[model].update(score_raw_features(features.query.features, features.gallery.features, truth, cfg))
         rows[f"{model}+rerank"] = score_lists(lists["reranked"], truth, cfg)
@@ -79,6 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_dir(cfg.report) as tmp:
         plot_cmc(tmp / "cmc.png", curves)
         draw_ranklists(tmp, fused, truth, query.images, gallery.images, cfg)
+        for model, masks in foreground.items():
+            draw_foreground(tmp / f"foreground_{model}.png", model, query.images, masks)
     write_cmc_plot_data(cfg.cmc, curves)
     write_metrics(cfg.out, scalars, camera_filter=cfg.camera_filter, k=cfg.k, self_matches_excluded=len(truth.excluded))
     log.info("scores:\n%s", metrics_table(scalars))

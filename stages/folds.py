@@ -1,4 +1,5 @@
-"""Folds stage: identity-grouped K folds of the denoised train split, written to folds.csv."""
+"""Folds stage: identity-grouped K folds of the denoised train split, written to folds.csv
+(with the labels of ``folds.label_merge`` merged: training and validation read them from there)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from pipeline.cli import run_stage, stage_parser
 from pipeline.data.folds import FoldsConfig, make_folds
 from pipeline.data.denoise import DenoiseConfig
+from pipeline.data.label_merge import apply_label_merge, read_label_merge
 from pipeline.data.layout import read_split
 from pipeline.io_utils import write_csv
 from pipeline.params import load_section
@@ -16,6 +18,8 @@ def main(argv: list[str] | None = None) -> None:
     args = stage_parser(__doc__).parse_args(argv)
     cfg = load_section("folds", FoldsConfig, args.params)
     train = read_split(Path(load_section("denoise", DenoiseConfig, args.params).out), "train")
+    if cfg.label_merge:  # before the folds: a merged identity must not straddle train and validation
+        train["label"] = apply_label_merge(train["label"], read_label_merge(cfg.label_merge), cfg.label_merge)
     write_csv(cfg.out, make_folds(train, cfg.k, cfg.seed, cfg.query_fraction))
 
 

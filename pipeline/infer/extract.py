@@ -3,7 +3,7 @@ its own held-out identities (out-of-fold), which is what the fusion weights are 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +13,12 @@ import torch
 
 from pipeline.data.cache import open_split
 from pipeline.data.folds import fold_indices
+from pipeline.data.rescale_pad import ImageSize, height_width
+from pipeline.data.torch_data import batch_tensor, normalize_batch
+from pipeline.infer.foreground import activation_mask
 from pipeline.infer.store import FeatureSet, ModelFeatures
-from pipeline.infer.tta import TTAConfig, average_fold_features, extract_features
+from pipeline.infer.tta import TTAConfig, average_fold_features, extract_features, scale_batch
+from pipeline.models import ReIDModel
 from pipeline.train.distributed import resolve_device
 from pipeline.train.trained import load_trained_model
 
@@ -24,13 +28,29 @@ class ExtractConfig(TTAConfig):
     """params.yaml section ``extract``: the TTA views plus where the features go."""
 
     out: str = "outputs/features"
+    foreground_pictures: int = 8  # with suppress_background: queries whose masks the report draws
+
+    def validate(self) -> None:
+        super().validate()
+        if self.foreground_pictures < 0:
+            raise ValueError(f"foreground_pictures must not be negative, got {self.foreground_pictures}")
+
+
+@torch.inference_mode()
+def foreground_masks(model: ReIDModel, images: np.ndarray, input_size: ImageSize, mean: Sequence[float],
+                     std: Sequence[float], threshold: float) -> np.ndarray:
+    """(N, h, w) bool activation masks of uint8 images (N, H, W, 3), plain view, for the report."""
+    model.eval()
+    batch = normalize_batch(batch_tensor(images).to(next(model.parameters()).device), mean, std)
+    feature_map = model.feature_map(scale_batch(batch, height_width(input_size), 1.0))
+    return activation_mask(feature_map, threshold).cpu().numpy()
 
 
 def extract_model(
     checkpoints: Mapping[int, Path],
     cache_dir: Path,
     folds: pd.DataFrame,
-    cfg: TTAConfig,
+    cfg: ExtractConfig,
 ) -> ModelFeatures:
     """Run every fold checkpoint of one model over the query, gallery and its held-out rows."""
     device = resolve_device(cfg.device, "extract.device")
@@ -39,9 +59,13 @@ def extract_model(
     per_fold_query: list[np.ndarray] = []
     per_fold_gallery: list[np.ndarray] = []
     oof: dict[int, tuple[FeatureSet, FeatureSet]] = {}
+    foreground = None
     for fold, path in sorted(checkpoints.items()):
         model, meta = load_trained_model(path, device=str(device))
         common = dict(input_size=meta["input_size"], mean=meta["mean"], std=meta["std"], cfg=cfg)
+        if cfg.suppress_background and cfg.foreground_pictures and foreground is None:  # first fold's model
+            foreground = foreground_masks(model, query.images[: cfg.foreground_pictures], meta["input_size"],
+                                          meta["mean"], meta["std"], cfg.suppress_threshold)
         per_fold_query.append(extract_features(model, query.images, description=f"fold {fold} query", **common))
         per_fold_gallery.append(extract_features(model, gallery.images, description=f"fold {fold} gallery", **common))
         split = fold_indices(folds, fold)
@@ -59,4 +83,5 @@ def extract_model(
         query=FeatureSet(average_fold_features(per_fold_query), query.table["image"].tolist()),
         gallery=FeatureSet(average_fold_features(per_fold_gallery), gallery.table["image"].tolist()),
         oof=oof,
+        foreground=foreground,
     )

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from pipeline.data.rescale_pad import ImageSize, height_width
 from pipeline.data.torch_data import batch_tensor, normalize_batch
 from pipeline.errors import ConfigError
+from pipeline.infer.foreground import embed_foreground
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,14 @@ class TTAConfig:
     batch_size: int = 64
     dtype: Literal["float16", "float32"] = "float32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # pool only each view's high-activation region (pipeline/infer/foreground.py); the
+    # threshold is relative to the view's activation range (0: everything, 1: the peak)
+    suppress_background: bool = False
+    suppress_threshold: float = 0.5
 
     def validate(self) -> None:
+        if not 0.0 <= self.suppress_threshold <= 1.0:
+            raise ValueError(f"suppress_threshold must be in [0, 1], got {self.suppress_threshold}")
         if not self.scales or any(s <= 0 for s in self.scales):
             raise ValueError("scales must be a non-empty list of positive numbers")
         if not self.rotations or any(r % 90 for r in self.rotations):
@@ -71,7 +78,10 @@ def embed_with_tta(model: torch.nn.Module, batch: torch.Tensor, input_size: Imag
     size = batch.shape[0]
     for scale in cfg.scales:
         views = stack_views(scale_batch(batch, input_size, scale), cfg.rotations, cfg.flip)
-        embedded = model.embed(views).float()
+        if cfg.suppress_background:
+            embedded = embed_foreground(model, views, cfg.suppress_threshold).float()
+        else:
+            embedded = model.embed(views).float()
         summed = embedded.view(-1, size, embedded.shape[-1]).sum(dim=0)
         total = summed if total is None else total + summed
     assert total is not None

@@ -54,13 +54,17 @@ class ReIDModel(nn.Module):
         # timm sets output_fmt on channels-last families (e.g. swin); NCHW otherwise
         self._channels_last = getattr(backbone, "output_fmt", "NCHW") == "NHWC"
 
-    def _pooled(self, images: Tensor) -> Tensor:
+    def feature_map(self, images: Tensor) -> Tensor:
+        """The backbone's final feature map as (B, C, H, W) (token sequences as (B, C, N, 1))."""
         x = self.backbone.forward_features(images)
         if x.ndim == 3:  # token sequences (B, N, C), e.g. ViT: pooled over the tokens
             x = x.transpose(1, 2).unsqueeze(-1)
         elif self._channels_last:
             x = x.permute(0, 3, 1, 2)
-        return self.pooling(x)
+        return x
+
+    def _pooled(self, images: Tensor) -> Tensor:
+        return self.pooling(self.feature_map(images))
 
     def forward(self, images: Tensor, labels: Tensor | None = None) -> ModelOutput:
         features = self.reduction(self._pooled(images))
@@ -70,7 +74,11 @@ class ReIDModel(nn.Module):
 
     def embed(self, images: Tensor) -> Tensor:
         """The retrieval embedding (not normalised); needs no labels and skips the head."""
-        features = self.reduction(self._pooled(images))
+        return self.embed_pooled(self._pooled(images))
+
+    def embed_pooled(self, pooled: Tensor) -> Tensor:
+        """The retrieval embedding of already pooled features (B, C), e.g. pooled under a mask."""
+        features = self.reduction(pooled)
         return features if self.embedding == "pre_bn" else self.neck(features)
 
     def train(self, mode: bool = True) -> ReIDModel:
