@@ -15,22 +15,14 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.errors import DataError
+from pipeline.io_utils import read_string_csv
 
 COLUMNS = ("label", "merged_into")
 
 
 def read_label_merge(path: str | Path) -> dict[str, str]:
     """{label: merged_into} from ``path``; bad files are errors that name the file and the label."""
-    path = Path(path)
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError as error:
-        raise DataError(f"{path}: label merge file not found") from error
-    except pd.errors.EmptyDataError as error:
-        raise DataError(f"{path}: empty file (a merge file needs at least the header {','.join(COLUMNS)})") from error
-    missing = [name for name in COLUMNS if name not in table.columns]
-    if missing:
-        raise DataError(f"{path}: missing column '{missing[0]}' (expected {','.join(COLUMNS)})")
+    table = read_string_csv(path, COLUMNS, "label merge file not found")
     repeated = table["label"][table["label"].duplicated()]
     if len(repeated):
         raise DataError(f"{path}: label '{repeated.iloc[0]}' is listed more than once")
