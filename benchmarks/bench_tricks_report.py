@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import time
@@ -82,6 +83,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, help="a dataset in the canonical layout (default: generate the demo)")
     parser.add_argument("--recipe", type=Path, default=ROOT / "configs/demo/lite0.yaml")
     parser.add_argument("--size", type=int, default=96, help="cache size")
+    parser.add_argument("--epochs", type=int, help="train this many epochs instead of the recipe's")
     parser.add_argument("--plant", type=int, default=20)
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
     parser.add_argument("--suppress", type=float, nargs="+", default=[0.2, 0.35, 0.5, 0.7])
@@ -118,7 +120,10 @@ def main() -> None:
         data = FoldData(images=train.images, labels=labels, train_rows=np.arange(len(labels)),
                         query_rows=np.zeros(0, np.int64), gallery_rows=np.zeros(0, np.int64))
         tick = time.perf_counter()
-        fit(load_recipe(args.recipe), data, out, model_name="lite0", fold=0)
+        recipe = load_recipe(args.recipe)
+        if args.epochs:
+            recipe = dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, epochs=args.epochs))
+        fit(recipe, data, out, model_name="lite0", fold=0)
         train_seconds = time.perf_counter() - tick
 
     rows = classifier_rows(checkpoint)
@@ -157,7 +162,7 @@ def main() -> None:
 
     result = {
         "dataset": str(args.root or "demo (params.yaml)"), "train_images": len(labels), "classes": len(classes),
-        "recipe": str(args.recipe.relative_to(ROOT)), "train_seconds": train_seconds,
+        "recipe": str(args.recipe.relative_to(ROOT)), "epochs": args.epochs, "train_seconds": train_seconds,
         "duplicates": duplicates,
         "planted_pair_cosines": planted_cos,
         "other_pair_cosine": {"mean": float(other_cos.mean()), "p99": float(np.quantile(other_cos, 0.99)),
