@@ -3,7 +3,7 @@
 1. Generates the demo of params.yaml (section ``demo``) and times it (images/s).
 2. Separability at the cache size: nearest-sibling accuracy on clean renders whose object
    spans a given number of pixels, and which cache size that is for a typical and a small
-   object (pipeline/data/demo_check.py).
+   object (pipeline/demo/check.py).
 3. ImageNet features without training (efficientnet_lite0 from the PyPI package, GeM and
    average pooling, flip averaged) on the test split at the cache size: the demo should not
    be solved without training (goal <= 0.5).
@@ -29,9 +29,9 @@ from demo_imagenet import imagenet_scores, lite0_imagenet, lite0_timm_state
 from machine import describe_machine
 
 from pipeline.data.cache import build_cache, open_split
-from pipeline.data.demo import DemoConfig, generate_demo
-from pipeline.data.demo_check import nearest_sibling_accuracy, object_fraction
-from pipeline.data.demo_render import PART_FRACTION
+from pipeline.demo.generate import DemoConfig, generate_demo
+from pipeline.demo.check import nearest_sibling_accuracy, object_fraction
+from pipeline.demo.render import PART_FRACTION
 from pipeline.data.folds import make_folds
 from pipeline.data.transforms import AugmentConfig
 from pipeline.io_utils import write_csv, write_text
@@ -43,7 +43,7 @@ from pipeline.train.loop import fit
 from pipeline.train.recipe import Recipe, TrainConfig
 from pipeline.train.schedule import OptimConfig
 from pipeline.train.trained import load_trained_model
-from pipeline.train.validate import validation_scores
+from pipeline.train.fold_score import validation_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "bench_demo_calibration.md"
@@ -175,7 +175,7 @@ def separability_section(cfg: DemoConfig) -> list[str]:
     typical, small = (object_fraction(cfg.scene_style(), q) for q in (0.5, 0.05))
     lines = [
         "## Separability of siblings at the cache size", "",
-        "Nearest sibling (pixel distance) on clean renders (pipeline/data/demo_check.py): every "
+        "Nearest sibling (pixel distance) on clean renders (pipeline/demo/check.py): every "
         "sibling of 40 families of 4, jittered (any quarter turn or mirror, up to 20 degrees, "
         "scale 0.85-1.15, 5 % shift, a 0.85-1.15 gain per channel), against every sibling in its "
         f"8 poses at the same size. A cache of S px holds the object at {typical:.2f}·S px "

@@ -24,11 +24,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from machine import describe_machine
-from pipeline.data.demo import DemoConfig, generate_demo
-from pipeline.data.denoise import DenoiseConfig, denoise_dataset, estimate_noise
+from pipeline.demo.generate import DemoConfig, generate_demo
+from pipeline.denoise.dataset import denoise_dataset, estimate_noise
 from pipeline.data.images import read_image, write_image
 from pipeline.data.layout import SPLITS, read_split
 from pipeline.io_utils import write_text
+from pipeline.sections import DenoiseConfig
 
 KINDS = ["none", "gaussian", "salt_pepper", "both"]
 PSNR_CAP = 60.0  # dB; identical images score the cap, so an untouched clean image changes by 0 dB

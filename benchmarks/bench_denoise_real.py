@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_denoise_real.py [--grocery DIR] [--per-class N] [--seed S]
 
 Takes N grocery photos per class (real smartphone JPEGs, 128 px), corrupts them with the
-project's own noise model (pipeline/data/demo_noise.py): Gaussian of sigma drawn uniformly
+project's own noise model (pipeline/demo/noise.py): Gaussian of sigma drawn uniformly
 from 5-40 (0-255 scale, per channel), salt-and-pepper of amount drawn from 1-15 % (whole
 pixels), or both (Gaussian, then impulses), and measures what the denoise stage does with
 them, against the goals: detection >= 99.5 % (the exact class), PSNR gain >= +6 dB on the
@@ -23,11 +23,12 @@ from tqdm import tqdm
 
 from bench_denoise import KINDS, grocery_false_alarms, psnr, table
 from machine import describe_machine
-from pipeline.data.demo_noise import apply_noise
-from pipeline.data.denoise import DenoiseConfig, estimate_noise, repair
+from pipeline.demo.noise import apply_noise
+from pipeline.denoise.dataset import estimate_noise, repair
 from pipeline.data.images import read_image
 from pipeline.data.layout import SPLITS, read_split
 from pipeline.io_utils import write_text
+from pipeline.sections import DenoiseConfig
 
 SIGMA_RANGE = (5.0, 40.0)
 AMOUNT_RANGE = (0.01, 0.15)

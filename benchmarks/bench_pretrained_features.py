@@ -26,9 +26,9 @@ import torch
 from machine import describe_machine
 from pipeline.data.cache import open_split
 from pipeline.evaluate.metrics import competition_scores
-from pipeline.infer.tta import TTAConfig, extract_features
+from pipeline.infer.tta import extract_features
 from pipeline.models import ModelConfig, create_model, input_normalisation
-from pipeline.retrieval.rerank import RerankConfig
+from pipeline.sections import RerankConfig, TTAConfig
 from pipeline.retrieval.retrieve import retrieve
 
 RESULTS = Path(__file__).parent / "results" / "bench_pretrained_features.md"
@@ -37,7 +37,7 @@ VIEWS = {"1 view": TTAConfig(flip=False), "TTA (scales 1.0, 1.1 x flip)": TTACon
 
 def score(query: np.ndarray, gallery: np.ndarray, labels: tuple[np.ndarray, np.ndarray], rerank: bool) -> float:
     config = RerankConfig(enabled=rerank, candidates=min(100, len(gallery)))
-    indices, _ = retrieve(query, gallery, config)
+    indices = retrieve(query, gallery, config).indices
     return competition_scores(indices[:, :10], labels[0], labels[1], k=10)["score"]
 
 

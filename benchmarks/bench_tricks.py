@@ -27,7 +27,7 @@ from machine import describe_machine
 from tqdm import tqdm
 
 from pipeline.data.cache import build_cache, open_split
-from pipeline.data.demo import DemoConfig, generate_demo
+from pipeline.demo.generate import DemoConfig, generate_demo
 from pipeline.data.folds import make_folds
 from pipeline.data.transforms import AugmentConfig
 from pipeline.io_utils import atomic_path, write_csv, write_json, write_text
@@ -36,7 +36,7 @@ from pipeline.models import ModelConfig
 from pipeline.train.data import FoldData, load_fold
 from pipeline.train.loop import fingerprint, fit
 from pipeline.train.trained import load_trained_model
-from pipeline.train.validate import validation_scores
+from pipeline.train.fold_score import validation_scores
 from pipeline.train.recipe import Recipe, TrainConfig
 from pipeline.train.schedule import OptimConfig
 

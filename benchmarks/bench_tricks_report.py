@@ -31,13 +31,14 @@ from machine import describe_machine
 
 from pipeline.chain.evaluate_step import draw_foreground
 from pipeline.data.cache import build_cache, open_split
-from pipeline.data.demo import DemoConfig, generate_demo
+from pipeline.demo.generate import DemoConfig, generate_demo
 from pipeline.data.layout import read_split, write_split
 from pipeline.evaluate.duplicates import classifier_rows, duplicate_groups
 from pipeline.evaluate.metrics import competition_scores
 from pipeline.evaluate.reid import reid_metrics
 from pipeline.infer.extract import foreground_masks
-from pipeline.infer.tta import TTAConfig, extract_features
+from pipeline.infer.tta import extract_features
+from pipeline.sections import TTAConfig
 from pipeline.params import load_section
 from pipeline.retrieval.search import pairwise_distance, rank_from_distance
 from pipeline.train.data import FoldData

@@ -31,7 +31,7 @@ import numpy as np
 import yaml
 from machine import describe_machine
 
-from pipeline.chain.distances import load_candidate_sets
+from pipeline.retrieval.candidates import load_candidate_sets
 from pipeline.config import read_yaml
 from pipeline.data.cache import open_split
 from pipeline.evaluate.metrics import competition_per_query

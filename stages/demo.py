@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeline.cli import run_stage, stage_parser
-from pipeline.data.demo import DemoConfig, generate_demo
+from pipeline.demo.generate import DemoConfig, generate_demo
 from pipeline.params import load_section
 
 

@@ -7,19 +7,18 @@ import logging
 from pathlib import Path
 
 from pipeline.cli import run_stage, stage_parser
-from pipeline.data.denoise import DenoiseConfig, denoise_dataset
-from pipeline.data.layout import DatasetConfig
+from pipeline.denoise.dataset import denoise_dataset
 from pipeline.data.self_match import read_self_matches
-from pipeline.params import load_section
+from pipeline.params import StageParams
 
 log = logging.getLogger("denoise")
 
 
 def main(argv: list[str] | None = None) -> None:
     args = stage_parser(__doc__).parse_args(argv)
-    dataset = load_section("dataset", DatasetConfig, args.params)
-    cfg = load_section("denoise", DenoiseConfig, args.params)
-    report = denoise_dataset(Path(dataset.root), Path(cfg.out), cfg, dataset.self_matches)
+    params = StageParams(args.params)
+    dataset, cfg = params.dataset, params.denoise
+    report = denoise_dataset(Path(dataset.root), params.denoised(), cfg, dataset.self_matches)
     self_matches = read_self_matches(cfg.out)
     counts = report["noise"].value_counts().to_dict()
     log.info("%d images examined: %s; written to %s", len(report), counts, cfg.out)

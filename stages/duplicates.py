@@ -7,33 +7,28 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import numpy as np
 
 from pipeline.cli import run_stage, stage_parser
-from pipeline.data.cache import PreprocessConfig
-from pipeline.data.folds import FoldsConfig
 from pipeline.errors import ConfigError, DataError
-from pipeline.evaluate.duplicates import DuplicatesConfig, classifier_rows, duplicate_groups, merge_table
+from pipeline.evaluate.duplicates import classifier_rows, duplicate_groups, merge_table
 from pipeline.evaluate.sheets import render_sheet
 from pipeline.io_utils import atomic_dir
-from pipeline.params import load_section
+from pipeline.params import StageParams
 from pipeline.train.data import load_fold
-from pipeline.train.recipe import TrainStageConfig
 
 log = logging.getLogger("duplicates")
 
 
 def main(argv: list[str] | None = None) -> None:
     args = stage_parser(__doc__).parse_args(argv)
-    cfg = load_section("duplicates", DuplicatesConfig, args.params)
-    train = load_section("train", TrainStageConfig, args.params)
+    params = StageParams(args.params)
+    cfg, train = params.duplicates, params.train
     if cfg.model not in train.models or cfg.fold not in train.folds:
         raise ConfigError(f"{args.params}: duplicates.model / fold ({cfg.model}, {cfg.fold}) is not in train.models / folds")
-    data = load_fold(load_section("preprocess", PreprocessConfig, args.params).out,
-                     load_section("folds", FoldsConfig, args.params).out, cfg.fold)
-    checkpoint = Path(train.out) / cfg.model / f"fold{cfg.fold}" / "checkpoints" / "best.pt"
+    data = load_fold(params.cache(), params.folds_file(), cfg.fold)
+    checkpoint = params.checkpoint(cfg.model, cfg.fold)
     rows = classifier_rows(checkpoint)
     train_labels = data.labels[data.train_rows]
     classes, counts = np.unique(train_labels, return_counts=True)  # the trainer's class order

@@ -3,32 +3,25 @@ model's features of its own held-out identities (out-of-fold, for tuning the fus
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pipeline.cli import run_stage, stage_parser
-from pipeline.data.cache import PreprocessConfig
-from pipeline.data.folds import FoldsConfig, read_folds
+from pipeline.data.folds import read_folds
 from pipeline.errors import DataError
-from pipeline.infer.extract import ExtractConfig, extract_model
+from pipeline.infer.extract import extract_model
 from pipeline.infer.store import save_features
-from pipeline.params import load_section
-from pipeline.train.recipe import TrainStageConfig
+from pipeline.params import StageParams
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--model", required=True, help="a model name from train.models")
     args = parser.parse_args(argv)
-    cfg = load_section("extract", ExtractConfig, args.params)
-    train = load_section("train", TrainStageConfig, args.params)
-    cache = load_section("preprocess", PreprocessConfig, args.params)
-    folds = load_section("folds", FoldsConfig, args.params)
-    checkpoints = {f: Path(train.out) / args.model / f"fold{f}" / "checkpoints" / "best.pt" for f in train.folds}
+    params = StageParams(args.params)
+    checkpoints = {f: params.checkpoint(args.model, f) for f in params.train.folds}
     missing = [str(p) for p in checkpoints.values() if not p.is_file()]
     if missing:
         raise DataError(f"missing checkpoints (run the train stages first): {', '.join(missing)}")
-    features = extract_model(checkpoints, Path(cache.out), read_folds(folds.out), cfg)
-    save_features(Path(cfg.out) / args.model, features, dtype=cfg.dtype)
+    features = extract_model(checkpoints, params.cache(), read_folds(params.folds_file()), params.extract)
+    save_features(params.features(args.model), features, dtype=params.extract.dtype)
 
 
 if __name__ == "__main__":

@@ -3,21 +3,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pipeline.cli import run_stage, stage_parser
-from pipeline.data.folds import FoldsConfig, make_folds
-from pipeline.data.denoise import DenoiseConfig
+from pipeline.data.folds import make_folds
 from pipeline.data.label_merge import apply_label_merge, read_label_merge
 from pipeline.data.layout import read_split
 from pipeline.io_utils import write_csv
-from pipeline.params import load_section
+from pipeline.params import StageParams
 
 
 def main(argv: list[str] | None = None) -> None:
     args = stage_parser(__doc__).parse_args(argv)
-    cfg = load_section("folds", FoldsConfig, args.params)
-    train = read_split(Path(load_section("denoise", DenoiseConfig, args.params).out), "train")
+    params = StageParams(args.params)
+    cfg = params.folds
+    train = read_split(params.denoised(), "train")
     if cfg.label_merge:  # before the folds: a merged identity must not straddle train and validation
         train["label"] = apply_label_merge(train["label"], read_label_merge(cfg.label_merge), cfg.label_merge)
     write_csv(cfg.out, make_folds(train, cfg.k, cfg.seed, cfg.query_fraction))

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pipeline.cli import run_stage, stage_parser
-from pipeline.data.cache import PreprocessConfig, build_cache
-from pipeline.data.denoise import DenoiseConfig
-from pipeline.params import load_section
+from pipeline.data.cache import build_cache
+from pipeline.params import StageParams
 
 
 def main(argv: list[str] | None = None) -> None:
     args = stage_parser(__doc__).parse_args(argv)
-    cfg = load_section("preprocess", PreprocessConfig, args.params)
-    build_cache(Path(load_section("denoise", DenoiseConfig, args.params).out), Path(cfg.out), cfg.size, cfg.fill)
+    params = StageParams(args.params)
+    cfg = params.preprocess
+    build_cache(params.denoised(), params.cache(), cfg.size, cfg.fill)
 
 
 if __name__ == "__main__":

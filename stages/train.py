@@ -7,19 +7,16 @@ One DVC stage per (model, fold) via `matrix:`; rerunning a killed stage resumes 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import torch
 
 from pipeline.cli import run_stage, stage_parser
-from pipeline.data.cache import PreprocessConfig
-from pipeline.data.folds import FoldsConfig
 from pipeline.errors import ConfigError
-from pipeline.params import load_section
-from pipeline.train.distributed import init_distributed
+from pipeline.params import StageParams
 from pipeline.train.data import load_fold
+from pipeline.train.distributed import init_distributed
 from pipeline.train.loop import fit
-from pipeline.train.recipe import TrainStageConfig, load_recipe
+from pipeline.train.recipe import load_recipe
 
 log = logging.getLogger("train")
 
@@ -29,18 +26,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", required=True, help="recipe name: configs/<model>.yaml")
     parser.add_argument("--fold", required=True, type=int)
     args = parser.parse_args(argv)
-    stage = load_section("train", TrainStageConfig, args.params)
+    params = StageParams(args.params)
+    stage = params.train
     if args.model not in stage.models:
         raise ConfigError(f"{args.params}: train.models does not list '{args.model}'")
-    recipe = load_recipe(Path(stage.recipes) / f"{args.model}.yaml")
-    preprocess = load_section("preprocess", PreprocessConfig, args.params)
-    folds = load_section("folds", FoldsConfig, args.params)
-    data = load_fold(Path(preprocess.out), Path(folds.out), args.fold)
+    recipe = load_recipe(params.recipe(args.model))
+    data = load_fold(params.cache(), params.folds_file(), args.fold)
     if stage.threads:
         torch.set_num_threads(stage.threads)
     info = init_distributed(stage.device)
-    out_dir = Path(stage.out) / args.model / f"fold{args.fold}"
-    summary = fit(recipe, data, out_dir, model_name=args.model, fold=args.fold, info=info)
+    summary = fit(recipe, data, params.fold_dir(args.model, args.fold).root, model_name=args.model, fold=args.fold, info=info)
     if info.is_main:
         log.info("%s fold %d done: %s", args.model, args.fold, summary)
 

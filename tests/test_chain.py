@@ -4,10 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.chain.distances import CandidateLists, load_candidate_sets, save_candidate_sets
-from pipeline.chain.fuse_step import FuseConfig, configured_weights, fuse_lists, oof_labels, tune_weights_on_folds
+from pipeline.retrieval.candidates import CandidateLists, load_candidate_sets, save_candidate_sets
+from pipeline.chain.fuse_step import configured_weights, fuse_lists, oof_labels, tune_weights_on_folds
 from pipeline.errors import ConfigError, DataError
 from pipeline.infer.store import FeatureSet, ModelFeatures, load_features, save_features
+from pipeline.sections import FuseConfig
 
 
 def lists_from_distance(dist: np.ndarray) -> CandidateLists:

@@ -12,11 +12,12 @@ import pandas as pd
 import pytest
 
 from pipeline.config import from_mapping
-from pipeline.data.demo_noise import apply_noise
-from pipeline.data.denoise import REPORT_COLUMNS, DenoiseConfig, denoise_dataset, estimate_noise, repair
+from pipeline.demo.noise import apply_noise
+from pipeline.denoise.dataset import REPORT_COLUMNS, denoise_dataset, estimate_noise, repair
 from pipeline.data.images import read_image, write_image
-from pipeline.data.noise_repair import fill_impulses
+from pipeline.denoise.repair import fill_impulses
 from pipeline.errors import ConfigError, DataError
+from pipeline.sections import DenoiseConfig
 
 SIZE = 96
 

@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.data.folds import FoldsConfig, fold_indices, make_folds, queries_per_identity, read_folds
+from pipeline.data.folds import fold_indices, make_folds, queries_per_identity, read_folds
 from pipeline.data.layout import write_split
 from pipeline.errors import ConfigError, DataError
 from pipeline.params import load_section
+from pipeline.sections import FoldsConfig
 
 REPO = Path(__file__).resolve().parents[1]
 

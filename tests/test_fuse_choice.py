@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.chain.distances import CandidateLists
+from pipeline.retrieval.candidates import CandidateLists
 from pipeline.chain.fuse_choice import (
     choice_record,
     choice_table,
@@ -18,11 +18,12 @@ from pipeline.chain.fuse_choice import (
     chosen_options,
     tuning_set_size,
 )
-from pipeline.chain.fuse_step import FuseConfig, fuse_lists, pooled_score, tune_weights_on_folds
-from pipeline.chain.rerank_step import RerankStageConfig, rerank_model, rerank_options
+from pipeline.chain.fuse_step import fuse_lists, pooled_score, tune_weights_on_folds
+from pipeline.chain.rerank_step import rerank_model, rerank_options
 from pipeline.config import from_mapping
 from pipeline.errors import ConfigError, DataError
 from pipeline.infer.store import FeatureSet, ModelFeatures
+from pipeline.sections import FuseConfig, RerankStageConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from reference_rerank import euclidean_distances, re_ranking  # noqa: E402

@@ -1,4 +1,4 @@
-"""Distance fusion, rank voting, candidate-list fusion and weight tuning on hand cases."""
+"""Candidate-list fusion, rank voting and weight tuning on hand cases."""
 
 from __future__ import annotations
 
@@ -6,18 +6,24 @@ import numpy as np
 import pytest
 
 from pipeline.errors import ConfigError, DataError
-from pipeline.retrieval.fusion import fuse_candidate_lists, fuse_distances, rank_voting, simplex_grid, tune_weights
-from pipeline.retrieval.search import rank_from_distance
+from pipeline.retrieval.candidates import CandidateLists
+from pipeline.retrieval.fusion import fuse_candidate_lists, rank_voting, simplex_grid, tune_weights
 
 
-def test_fuse_distances_by_hand():
+def full_lists(distances: np.ndarray) -> CandidateLists:
+    """Every gallery item of each row, best first (ties: lower index)."""
+    order = np.argsort(distances, axis=1, kind="stable")
+    return CandidateLists(order, np.take_along_axis(distances, order, 1))
+
+
+def test_fuse_full_lists_by_hand():
     a = np.array([[1.0, 3.0, 2.0], [5.0, 5.0, 5.0]], np.float32)
     b = np.array([[0.4, 0.2, 0.0], [0.0, 1.0, 0.5]], np.float32)
     # Row min-max: a -> [0, 1, .5], [0, 0, 0] (constant row); b -> [1, .5, 0], [0, 1, .5].
-    got = fuse_distances([a, b], [3, 1])
-    expected = [[0.75 * 0 + 0.25 * 1, 0.75 * 1 + 0.25 * 0.5, 0.75 * 0.5 + 0], [0, 0.25, 0.125]]
-    np.testing.assert_allclose(got, expected, atol=1e-7)
-    np.testing.assert_allclose(fuse_distances([a, b], [1, 1], normalize=False), (a + b) / 2, atol=1e-7)
+    # Weights 3:1 -> row 0: [.25, .875, .375], row 1: [0, .25, .125].
+    got = fuse_candidate_lists([full_lists(a), full_lists(b)], [3, 1])
+    np.testing.assert_array_equal(got.indices, [[0, 2, 1], [0, 2, 1]])
+    np.testing.assert_allclose(got.values, [[0.25, 0.375, 0.875], [0, 0.125, 0.25]], atol=1e-7)
 
 
 def test_rank_voting_by_hand():
@@ -32,15 +38,15 @@ def test_rank_voting_by_hand():
 
 
 def test_fuse_candidate_lists_by_hand():
-    m1 = (np.array([[0, 1]]), np.array([[0.1, 0.5]]))
-    m2 = (np.array([[1, 2]]), np.array([[0.2, 0.6]]))
+    m1 = CandidateLists(np.array([[0, 1]]), np.array([[0.1, 0.5]]))
+    m2 = CandidateLists(np.array([[1, 2]]), np.array([[0.2, 0.6]]))
     # Union {0, 1, 2}. m1: [0.1, 0.5, fill 0.5] -> [0, 1, 1]; m2: [fill 0.6, 0.2, 0.6] -> [1, 0, 1].
-    idx, dist = fuse_candidate_lists([m1, m2], [1, 1])
-    np.testing.assert_array_equal(idx, [[0, 1]])  # 0.5, 0.5, 1.0: tie -> lower index first
-    np.testing.assert_allclose(dist, [[0.5, 0.5]])
-    idx, dist = fuse_candidate_lists([m1, m2], [1, 3])
-    np.testing.assert_array_equal(idx, [[1, 0]])
-    np.testing.assert_allclose(dist, [[0.25, 0.75]])
+    fused = fuse_candidate_lists([m1, m2], [1, 1])
+    np.testing.assert_array_equal(fused.indices, [[0, 1]])  # 0.5, 0.5, 1.0: tie -> lower index first
+    np.testing.assert_allclose(fused.values, [[0.5, 0.5]])
+    fused = fuse_candidate_lists([m1, m2], [1, 3])
+    np.testing.assert_array_equal(fused.indices, [[1, 0]])
+    np.testing.assert_allclose(fused.values, [[0.25, 0.75]])
 
 
 def test_simplex_grid():
@@ -67,27 +73,27 @@ def test_tune_weights_finds_the_known_best():
     # Query 0-2 right iff 0.4 * wb < wa * 1, i.e. wa > 0.286; query 3 right iff wb * .6 > wa.
     # Both: 0.286 < wa < 0.375 -> on the grid wa = 0.3.
     weights, score = tune_weights(
-        2, lambda w: top1(rank_from_distance(fuse_distances([a, b], w), 1), query_labels, gallery_labels), 0.1
+        2, lambda w: top1(fuse_candidate_lists([full_lists(a), full_lists(b)], w).ranking(1), query_labels, gallery_labels), 0.1
     )
     np.testing.assert_allclose(weights, [0.3, 0.7])
     assert score == 1.0
 
 
 def test_bad_inputs():
-    a = np.zeros((2, 3), np.float32)
+    a = full_lists(np.zeros((2, 3), np.float32))
     with pytest.raises(DataError, match="shape"):
-        fuse_distances([a, np.zeros((2, 4))], [1, 1])
+        fuse_candidate_lists([a, full_lists(np.zeros((3, 3)))], [1, 1])
     with pytest.raises(DataError, match="model 1.*row 1"):
-        fuse_distances([a, np.array([[0, 0, 0], [0, np.nan, 0]])], [1, 1])
+        fuse_candidate_lists([a, CandidateLists(a.indices, np.array([[0, 0, 0], [0, np.nan, 0]]))], [1, 1])
     with pytest.raises(ConfigError, match="2 models but 3 weights"):
-        fuse_distances([a, a], [1, 1, 1])
+        fuse_candidate_lists([a, a], [1, 1, 1])
     with pytest.raises(ConfigError, match="weights"):
-        fuse_distances([a, a], [0, 0])
+        fuse_candidate_lists([a, a], [0, 0])
     with pytest.raises(DataError, match="outside"):
         rank_voting([np.array([[0, 5]])], [1], 5)
     with pytest.raises(DataError, match="twice"):
         rank_voting([np.array([[1, 1]])], [1], 5)
-    with pytest.raises(DataError, match="no distance"):
-        fuse_distances([], [])
+    with pytest.raises(DataError, match="no candidate lists"):
+        fuse_candidate_lists([], [])
     with pytest.raises(ConfigError, match="grid_step"):
         tune_weights(2, lambda w: 0.0, grid_step=0.3)

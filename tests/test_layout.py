@@ -7,9 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.data.layout import SPLITS, Dataset, DatasetConfig, csv_line, load_dataset, read_split, write_split
+from pipeline.data.layout import SPLITS, Dataset, csv_line, load_dataset, read_split, write_split
 from pipeline.params import load_section
 from pipeline.errors import ConfigError, DataError
+from pipeline.sections import DatasetConfig
 
 
 def _touch(root: Path, *names: str) -> None:

@@ -10,10 +10,11 @@ import pytest
 
 from pipeline.config import from_mapping
 from pipeline.errors import ConfigError, DataError
-from pipeline.retrieval.rerank import RerankConfig, k_reciprocal_rerank
+from pipeline.retrieval.rerank import k_reciprocal_rerank
 from pipeline.retrieval.rerank_sparse import sparse_rerank
 from pipeline.retrieval.retrieve import retrieve
 from pipeline.retrieval.search import rank_from_distance, search_topk
+from pipeline.sections import RerankConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from reference_rerank import euclidean_distances, re_ranking  # noqa: E402
@@ -98,16 +99,17 @@ def test_sparse_with_no_shared_support():
 def test_retrieve_modes():
     x = clustered(300, 16, 20, 8)
     q, g = x[:100], x[100:]
-    idx, dist = retrieve(q, g, RerankConfig(candidates=10))
+    lists = retrieve(q, g, RerankConfig(candidates=10))
+    idx, dist = lists.indices, lists.values
     full = k_reciprocal_rerank(q, g)
     np.testing.assert_array_equal(idx, rank_from_distance(full, 10))
     np.testing.assert_allclose(dist, np.take_along_axis(full, idx, 1))
-    plain_idx, plain_dist = retrieve(q, g, RerankConfig(enabled=False, candidates=5))
+    plain = retrieve(q, g, RerankConfig(enabled=False, candidates=5))
     expected_idx, expected_dist = search_topk(q, g, 5)
-    np.testing.assert_array_equal(plain_idx, expected_idx)
-    np.testing.assert_allclose(plain_dist, expected_dist)
-    s_idx, _ = retrieve(q, g, RerankConfig(mode="sparse", candidates=10, query_expansion="alpha", dba_k=2))
-    assert s_idx.shape == (100, 10)
+    np.testing.assert_array_equal(plain.indices, expected_idx)
+    np.testing.assert_allclose(plain.values, expected_dist)
+    sparse = retrieve(q, g, RerankConfig(mode="sparse", candidates=10, query_expansion="alpha", dba_k=2))
+    assert sparse.indices.shape == (100, 10)
 
 
 def bad(x: np.ndarray, row: int) -> np.ndarray:

@@ -8,13 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.chain.distances import CandidateLists
-from pipeline.chain.evaluate_step import EvaluateConfig, Truth, score_lists
-from pipeline.data.denoise import DenoiseConfig, denoise_dataset
+from pipeline.retrieval.candidates import CandidateLists
+from pipeline.chain.evaluate_step import Truth, score_lists
+from pipeline.denoise.dataset import denoise_dataset
 from pipeline.data.images import write_image
 from pipeline.data.layout import read_split
 from pipeline.data.self_match import find_self_matches, read_self_matches, self_match_pairs
 from pipeline.errors import DataError
+from pipeline.sections import DenoiseConfig, EvaluateConfig
 
 
 def _image(seed: int) -> np.ndarray:
@@ -81,7 +82,7 @@ def test_candidate_lists_without_pairs_keep_order_and_equal_length():
 def test_the_submit_stage_leaves_each_querys_own_image_out_of_its_line(tmp_path, monkeypatch):
     import importlib.util
 
-    from pipeline.chain.distances import save_candidate_sets
+    from pipeline.retrieval.candidates import save_candidate_sets
     from pipeline.data.layout import write_split
 
     monkeypatch.chdir(tmp_path)

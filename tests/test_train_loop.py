@@ -22,7 +22,7 @@ from pipeline.train.data import FoldData
 from pipeline.train.loop import fit, seed_everything
 from pipeline.train.recipe import Recipe, TrainConfig
 from pipeline.train.schedule import OptimConfig
-from pipeline.data.rescale_pad import height_width
+from pipeline.sections import height_width
 from pipeline.data.transforms import AugmentConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from pipeline.config import from_mapping
 from pipeline.errors import ConfigError
-from pipeline.infer.tta import TTAConfig, average_fold_features, embed_with_tta, extract_features, stack_views
+from pipeline.infer.tta import average_fold_features, embed_with_tta, extract_features, stack_views
+from pipeline.sections import TTAConfig
 
 
 class PixelProbe(torch.nn.Module):

@@ -10,33 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.chain.distances import CandidateLists
+from pipeline.retrieval.candidates import CandidateLists
 from pipeline.evaluate.metrics import competition_per_query, competition_scores
 from pipeline.evaluate.ranklist import best_and_worst_queries, render_ranklist
 from pipeline.evaluate.reid import centroid_gallery, reid_metrics, tar_at_far
 from pipeline.evaluate.sheets import dim_outside, render_sheet
 from pipeline.retrieval.search import pairwise_distance, rank_from_distance
-
-
-@dataclass(frozen=True)
-class EvaluateConfig:
-    """params.yaml section ``evaluate``."""
-
-    out: str = "outputs/metrics.json"
-    cmc: str = "outputs/cmc.csv"
-    report: str = "outputs/report"  # CMC picture and rank lists
-    k: int = 10
-    cmc_ranks: tuple[int, ...] = (1, 5, 10, 20)  # CMC@r in metrics.json (capped to the gallery size); the curve runs to the largest
-    camera_filter: bool = False  # Market-1501 protocol; off where cameras carry no viewpoint (grocery)
-    centroid: bool = False  # also score each model against per-identity mean gallery embeddings
-    tar_fars: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
-    ranklists: int = 3  # best and worst queries drawn
-
-    def validate(self) -> None:
-        if self.k < 1 or self.ranklists < 0:
-            raise ValueError("k must be at least 1 and ranklists at least 0")
-        if not self.cmc_ranks or min(self.cmc_ranks) < 1:
-            raise ValueError(f"cmc_ranks must be a non-empty list of ranks >= 1, got {list(self.cmc_ranks)}")
+from pipeline.sections import EvaluateConfig
 
 
 @dataclass(frozen=True)

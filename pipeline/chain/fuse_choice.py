@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.chain.distances import CandidateLists
+from pipeline.retrieval.candidates import CandidateLists
 from pipeline.chain.fuse_step import pooled_score, tune_weights_on_folds
 from pipeline.errors import DataError
 

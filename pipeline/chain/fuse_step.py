@@ -10,36 +10,15 @@ score one by one). The chosen weights are recorded either way.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from pipeline.chain.distances import CandidateLists
 from pipeline.errors import ConfigError, DataError
 from pipeline.evaluate.metrics import competition_per_query
+from pipeline.retrieval.candidates import CandidateLists
 from pipeline.retrieval.fusion import fuse_candidate_lists, rank_voting, tune_weights
-
-
-@dataclass(frozen=True)
-class FuseConfig:
-    """params.yaml section ``fuse``."""
-
-    out: str = "outputs/fused.npz"
-    weights_out: str = "outputs/fuse.json"
-    weights: dict[str, float] = field(default_factory=dict)  # model -> weight; unlisted models get 1
-    # auto: per model the option (raw or a re-ranking setting) with the best out-of-fold score
-    source: Literal["auto", "reranked", "raw"] = "auto"
-    method: Literal["distance", "rank_voting"] = "distance"
-    tune: bool = True  # on the out-of-fold lists (the default source, auto, needs it)
-    grid_step: float = 0.1
-
-    def validate(self) -> None:
-        if any(w < 0 for w in self.weights.values()):
-            raise ValueError("weights must not be negative")
-        if self.source == "auto" and not self.tune:
-            raise ValueError("source 'auto' chooses on the out-of-fold lists and needs tune: true; without tuning set source: raw or reranked")
+from pipeline.sections import FuseConfig
 
 
 def configured_weights(cfg: FuseConfig, models: Sequence[str], source: str = "params.yaml") -> list[float]:
@@ -65,7 +44,7 @@ def fuse_lists(lists: Sequence[CandidateLists], weights: Sequence[float], method
     if method == "rank_voting":
         ranking = rank_voting([c.indices for c in lists], weights, num_gallery)
         return CandidateLists(ranking, np.broadcast_to(np.arange(ranking.shape[1], dtype=np.float32), ranking.shape).copy())
-    return CandidateLists(*fuse_candidate_lists([(c.indices, c.values) for c in lists], weights))
+    return fuse_candidate_lists(lists, weights)
 
 
 def pooled_score(

@@ -9,48 +9,19 @@ on the out-of-fold sets and picks one per model.
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from pipeline.chain.distances import CandidateLists
 from pipeline.errors import PipelineError
 from pipeline.infer.store import ModelFeatures
-from pipeline.retrieval.rerank import RerankConfig, check_rerank_params
-from pipeline.retrieval.retrieve import retrieve
-from pipeline.retrieval.search import search_topk
+from pipeline.retrieval.candidates import CandidateLists
+from pipeline.retrieval.retrieve import nearest, retrieve_checked
+from pipeline.retrieval.validate import check_pair
+from pipeline.sections import RerankStageConfig
 
 RAW = "raw"
 CONFIGURED = "reranked"
-
-
-@dataclass(frozen=True)
-class RerankGrid:
-    """``rerank.grid``: the values tried for each knob; an empty list means the configured value.
-
-    The settings are the product of the three lists; all empty = only the configured setting.
-    """
-
-    k1: list[int] = field(default_factory=list)
-    k2: list[int] = field(default_factory=list)
-    lambda_value: list[float] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class RerankStageConfig(RerankConfig):
-    """params.yaml section ``rerank``: the re-ranking knobs, the grid, and where the lists go."""
-
-    out: str = "outputs/rerank"
-    grid: RerankGrid = field(default_factory=RerankGrid)
-
-    def validate(self) -> None:
-        super().validate()
-        for k1, k2, lambda_value in itertools.product(*_grid_axes(self)):
-            try:
-                check_rerank_params(k1, k2, lambda_value, error=ValueError)
-            except ValueError as error:
-                raise ValueError(f"grid: {error}") from error
 
 
 @dataclass(frozen=True)
@@ -70,11 +41,6 @@ class RerankOption:
         return {"k1": self.k1, "k2": self.k2, "lambda_value": self.lambda_value}
 
 
-def _grid_axes(cfg: RerankStageConfig) -> tuple[list[int], list[int], list[float]]:
-    grid = cfg.grid
-    return grid.k1 or [cfg.k1], grid.k2 or [cfg.k2], grid.lambda_value or [cfg.lambda_value]
-
-
 def rerank_options(cfg: RerankStageConfig) -> list[RerankOption]:
     """'raw', 'reranked' (the configured setting), then each other grid setting, in grid order.
 
@@ -84,23 +50,31 @@ def rerank_options(cfg: RerankStageConfig) -> list[RerankOption]:
     if not cfg.enabled:
         return [RerankOption(RAW), RerankOption(CONFIGURED)]
     options = [RerankOption(RAW), RerankOption(CONFIGURED, cfg.k1, cfg.k2, cfg.lambda_value)]
-    for k1, k2, lambda_value in itertools.product(*_grid_axes(cfg)):
+    for k1, k2, lambda_value in cfg.grid_settings():
         if (k1, k2, lambda_value) != (cfg.k1, cfg.k2, cfg.lambda_value):
             options.append(RerankOption(f"reranked_k1-{k1}_k2-{k2}_lambda-{lambda_value:g}", k1, k2, lambda_value))
     return options
 
 
 def model_candidates(query: np.ndarray, gallery: np.ndarray, cfg: RerankStageConfig, where: str) -> dict[str, CandidateLists]:
-    """Every option's lists of one query and gallery set; ``where`` names the set in errors."""
-    cfg = replace(cfg, candidates=min(cfg.candidates, len(gallery)))
+    """Every option's lists of one query and gallery set; ``where`` names the set in errors.
+
+    The features are checked once here and ``cfg`` (grid included) when it was read, so each
+    option runs on them unchecked.
+    """
+    try:
+        q, g = check_pair(query, gallery)
+    except PipelineError as error:
+        raise type(error)(f"{where}: {error}") from error
+    cfg = replace(cfg, candidates=min(cfg.candidates, len(g)))
     sets: dict[str, CandidateLists] = {}
     for option in rerank_options(cfg):
         try:
             if option.name == RAW:
-                sets[option.name] = CandidateLists(*search_topk(query, gallery, cfg.candidates, metric="cosine"))
+                sets[option.name] = nearest(q, g, cfg.candidates)
             else:
                 setting = cfg if option.k1 is None else replace(cfg, k1=option.k1, k2=option.k2, lambda_value=option.lambda_value)
-                sets[option.name] = CandidateLists(*retrieve(query, gallery, setting))
+                sets[option.name] = retrieve_checked(q, g, setting)
         except PipelineError as error:
             raise type(error)(f"{where}, option '{option.name}': {error}") from error
     return sets

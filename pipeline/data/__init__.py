@@ -1,1 +1,1 @@
-"""Data: the canonical layout and importers, image reading, denoising, rescale-pad cache, folds, samplers, transforms, the demo generator."""
+"""Data: the canonical layout and importers, self-match detection, image reading, rescale-pad cache, folds, samplers, transforms and torch-side loading (the demo generator and the denoiser have packages of their own: pipeline.demo, pipeline.denoise)."""

@@ -22,26 +22,10 @@ from tqdm import tqdm
 
 from pipeline.data.images import read_image
 from pipeline.data.layout import SPLITS, load_dataset, read_split, write_split
-from pipeline.data.rescale_pad import ImageSize, height_width, rescale_pad
+from pipeline.data.rescale_pad import rescale_pad
 from pipeline.errors import DataError
 from pipeline.io_utils import atomic_dir
-
-
-@dataclass(frozen=True)
-class PreprocessConfig:
-    """params.yaml section ``preprocess``."""
-
-    out: str = "outputs/cache"
-    size: int | tuple[int, int] = 128  # a square side, or [height, width]
-    fill: tuple[int, int, int] = (0, 0, 0)
-
-    def validate(self) -> None:
-        if not self.out:
-            raise ValueError("out must be a non-empty path")
-        if min(height_width(self.size)) < 8:
-            raise ValueError(f"size must be at least 8 pixels on each side, got {self.size}")
-        if len(self.fill) != 3 or any(not 0 <= v <= 255 for v in self.fill):
-            raise ValueError(f"fill must be three values in 0..255, got {list(self.fill)}")
+from pipeline.sections import ImageSize, height_width
 
 
 def default_workers() -> int:

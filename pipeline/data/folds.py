@@ -8,8 +8,14 @@ cannot be queried against anything, so they get fold -1 and always train.
 Assignment: identities are shuffled with ``seed``, sorted by image count (largest first,
 ties in shuffled order) and each goes to the fold with the fewest images so far (lowest
 index on ties) -- the greedy "longest processing time" rule: the largest and smallest folds
-differ by at most the image count of the largest identity. scikit-learn's GroupKFold balances the same way
-but takes no seed and picks no query/gallery roles, so it would cover only half the job.
+differ by at most the image count of the largest identity.
+
+Why not scikit-learn's GroupKFold (1.9): with ``shuffle=False`` it balances image counts by
+the same rule but takes no seed (identities of equal size always fall the same way); with
+``shuffle=True, random_state=seed`` it splits the shuffled identities into chunks of equal
+identity count and balances no image counts (``GroupKFold._iter_test_indices``), so a few
+large identities can make one fold several times another. It also picks no query/gallery
+roles. The rule above is a few lines; the library would give a weaker guarantee.
 """
 
 from __future__ import annotations
@@ -24,25 +30,6 @@ from pipeline.errors import DataError
 from pipeline.io_utils import read_string_csv
 
 TRAIN_FOLD = -1
-
-
-@dataclass(frozen=True)
-class FoldsConfig:
-    """params.yaml section ``folds``."""
-
-    out: str = "outputs/folds.csv"
-    k: int = 5
-    seed: int = 0
-    query_fraction: float = 0.2
-    label_merge: str | None = None  # a reviewed CSV label,merged_into (pipeline/data/label_merge.py)
-
-    def validate(self) -> None:
-        if not self.out:
-            raise ValueError("out must be a non-empty path")
-        if self.k < 2:
-            raise ValueError(f"k must be at least 2, got {self.k}")
-        if not 0.0 < self.query_fraction < 1.0:
-            raise ValueError(f"query_fraction must be in (0, 1), got {self.query_fraction}")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,6 @@ import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
-from typing import Literal
 
 import pandas as pd
 
@@ -39,7 +38,6 @@ from pipeline.io_utils import read_text, write_csv
 SPLITS = ("train", "query", "gallery")
 COLUMNS = ("image", "label", "camera")
 RANKED_SPLITS = ("query", "gallery")  # their base names are written into the submission
-SelfMatchMode = Literal["error", "exclude"]
 
 _UNSUBMITTABLE = re.compile(r"[,{}\r\n]")  # the submission format's own punctuation
 _LINES = "csv_lines"  # DataFrame.attrs key: the CSV line of each row
@@ -223,16 +221,3 @@ def write_split(root: str | Path, split: str, frame: pd.DataFrame) -> Path:
     write_csv(csv_path, ordered.astype(str))
     return csv_path
 
-
-@dataclass(frozen=True)
-class DatasetConfig:
-    """params.yaml section ``dataset``: the canonical-layout folder the chain starts from."""
-
-    root: str
-    # A query that is also a gallery image: stop with an error naming both rows ("error"), or
-    # take each query's own image out of its ranking ("exclude"; see pipeline/data/self_match.py).
-    self_matches: SelfMatchMode = "error"
-
-    def validate(self) -> None:
-        if not self.root:
-            raise ValueError("root must not be empty")

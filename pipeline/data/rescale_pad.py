@@ -13,17 +13,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from pipeline.sections import ImageSize, height_width
 
-ImageSize = int | tuple[int, int]  # a square side, or (height, width)
-
-
-def height_width(size: ImageSize | list[int]) -> tuple[int, int]:
-    """``(height, width)`` of a size given as a square side or as ``[height, width]``."""
-    if isinstance(size, int):
-        return size, size
-    if len(size) != 2:
-        raise ValueError(f"a size is a side or [height, width], got {list(size)}")
-    return int(size[0]), int(size[1])
 
 
 def rescale_pad_box(h: int, w: int, size: ImageSize) -> tuple[int, int, int, int]:

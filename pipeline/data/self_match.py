@@ -23,9 +23,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from pipeline.data.layout import SelfMatchMode, csv_line, split_path
+from pipeline.data.layout import csv_line, split_path
 from pipeline.errors import DataError
 from pipeline.io_utils import read_text, write_csv
+from pipeline.sections import SelfMatchMode
 
 FILE_NAME = "self_matches.csv"
 COLUMNS = ["query", "gallery", "reason"]

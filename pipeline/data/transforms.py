@@ -16,7 +16,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from pipeline.data.rescale_pad import ImageSize, height_width
+from pipeline.sections import ImageSize, height_width
 
 IMAGENET_MEAN_PIXEL = (124.0, 116.0, 104.0)  # erased areas become ~0 after normalisation
 

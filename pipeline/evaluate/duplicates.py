@@ -11,9 +11,7 @@ into a label-merge file (pipeline/data/label_merge.py) that the folds stage can 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -21,25 +19,6 @@ from sklearn.cluster import AgglomerativeClustering
 
 from pipeline.errors import DataError
 from pipeline.train.checkpoint import load_checkpoint
-
-
-@dataclass(frozen=True)
-class DuplicatesConfig:
-    """params.yaml section ``duplicates``."""
-
-    out: str = "outputs/duplicates"  # groups.csv, merge.csv, summary.json, sheets/group_NNN.png
-    model: str = "lite0"  # which trained model's classifier (a train.models name) ...
-    fold: int = 0  # ... and which of its folds
-    threshold: float = 0.5  # cosine similarity of classifier rows at which labels join a group
-    linkage: Literal["single", "average", "complete"] = "average"
-    sheets: int = 20  # contact sheets drawn, most similar groups first
-    images_per_label: int = 4  # training images shown per label in a sheet
-
-    def validate(self) -> None:
-        if not -1.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold must be in (-1, 1), got {self.threshold}")
-        if self.sheets < 0 or self.images_per_label < 1:
-            raise ValueError("sheets must not be negative and images_per_label must be at least 1")
 
 
 def classifier_rows(checkpoint: str | Path) -> np.ndarray:

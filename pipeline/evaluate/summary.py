@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import DataError
+from pipeline.params import StageParams, fold_dir
 
 # metrics.json key -> column heading, in the order shown
 COLUMNS = {"score": "score", "top1": "top-1", "map@{k}": "mAP@{k}", "mAP": "mAP", "cmc@5": "CMC@5"}
@@ -65,7 +66,7 @@ def read_fold_metrics(models_dir: Path, models: Sequence[str], folds: Sequence[i
     found: dict[str, dict[str, Any]] = {}
     for model in models:
         for fold in folds:
-            live = models_dir / model / f"fold{fold}" / "live"
+            live = fold_dir(models_dir, model, fold).live
             if not (live / "metrics.json").is_file():
                 continue
             summary = _read_json(live / "metrics.json")
@@ -83,17 +84,12 @@ def read_fold_metrics(models_dir: Path, models: Sequence[str], folds: Sequence[i
 
 
 def main(argv: list[str] | None = None) -> None:
-    from pipeline.params import load_section  # the stage configs: imported only when run
-    from pipeline.chain.evaluate_step import EvaluateConfig
-    from pipeline.chain.fuse_step import FuseConfig
-    from pipeline.train.recipe import TrainStageConfig
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
-    evaluate = load_section("evaluate", EvaluateConfig, args.params)
-    fuse = load_section("fuse", FuseConfig, args.params)
-    train = load_section("train", TrainStageConfig, args.params)
+    params = StageParams(args.params)
+    evaluate, fuse, train = params.evaluate, params.fuse, params.train
     print("Test set (query vs gallery), from", evaluate.out)
     print(score_table(_read_json(Path(evaluate.out))))
     weights = _read_json(Path(fuse.weights_out))

@@ -4,7 +4,6 @@ its own held-out identities (out-of-fold), which is what the fusion weights are 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,27 +12,14 @@ import torch
 
 from pipeline.data.cache import open_split
 from pipeline.data.folds import fold_indices
-from pipeline.data.rescale_pad import ImageSize, height_width
 from pipeline.data.torch_data import batch_tensor, normalize_batch
 from pipeline.infer.foreground import activation_mask
 from pipeline.infer.store import FeatureSet, ModelFeatures
-from pipeline.infer.tta import TTAConfig, average_fold_features, extract_features, scale_batch
+from pipeline.infer.tta import average_fold_features, extract_features, scale_batch
 from pipeline.models import ReIDModel
 from pipeline.train.distributed import resolve_device
 from pipeline.train.trained import load_trained_model
-
-
-@dataclass(frozen=True)
-class ExtractConfig(TTAConfig):
-    """params.yaml section ``extract``: the TTA views plus where the features go."""
-
-    out: str = "outputs/features"
-    foreground_pictures: int = 8  # with suppress_background: queries whose masks the report draws
-
-    def validate(self) -> None:
-        super().validate()
-        if self.foreground_pictures < 0:
-            raise ValueError(f"foreground_pictures must not be negative, got {self.foreground_pictures}")
+from pipeline.sections import ExtractConfig, ImageSize, height_width
 
 
 @torch.inference_mode()

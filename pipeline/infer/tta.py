@@ -8,48 +8,16 @@ forward over the same views (see benchmarks/bench_extract.py).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from pipeline.data.rescale_pad import ImageSize, height_width
 from pipeline.data.torch_data import batch_tensor, normalize_batch
 from pipeline.errors import ConfigError
 from pipeline.infer.foreground import embed_foreground
-
-
-@dataclass(frozen=True)
-class TTAConfig:
-    scales: tuple[float, ...] = (1.0,)
-    rotations: tuple[int, ...] = (0,)
-    flip: bool = True
-    batch_size: int = 64
-    dtype: Literal["float16", "float32"] = "float32"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    # pool only each view's high-activation region (pipeline/infer/foreground.py); the
-    # threshold is relative to the view's activation range (0: everything, 1: the peak)
-    suppress_background: bool = False
-    suppress_threshold: float = 0.5
-
-    def validate(self) -> None:
-        if not 0.0 <= self.suppress_threshold <= 1.0:
-            raise ValueError(f"suppress_threshold must be in [0, 1], got {self.suppress_threshold}")
-        if not self.scales or any(s <= 0 for s in self.scales):
-            raise ValueError("scales must be a non-empty list of positive numbers")
-        if not self.rotations or any(r % 90 for r in self.rotations):
-            raise ValueError("rotations must be a non-empty list of multiples of 90 degrees")
-        if len(set(r % 360 for r in self.rotations)) != len(self.rotations):
-            raise ValueError("rotations must not repeat")
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-
-    @property
-    def views_per_image(self) -> int:
-        return len(self.scales) * len(self.rotations) * (2 if self.flip else 1)
+from pipeline.sections import ImageSize, TTAConfig, height_width
 
 
 def scale_batch(batch: torch.Tensor, input_size: ImageSize, scale: float) -> torch.Tensor:

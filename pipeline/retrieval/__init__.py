@@ -1,7 +1,8 @@
 """Retrieval: nearest-neighbour search, k-reciprocal re-ranking, query expansion, fusion.
 
-Modules: search (search_topk, pairwise_distance, rank_from_distance), rerank (RerankConfig,
-k_reciprocal_rerank: exact), rerank_sparse (sparse_rerank), expansion (QE, DBA), fusion,
-retrieve (the rerank stage's one call), validate (input checks), backend + kreciprocal (the
+Modules: search (search_topk, pairwise_distance, rank_from_distance), rerank
+(k_reciprocal_rerank: exact), rerank_sparse (sparse_rerank), expansion (QE, DBA), fusion,
+retrieve (the rerank stage's one call, returning candidates.CandidateLists), candidates (the
+lists the rerank, fuse and evaluate stages exchange), validate (input checks), backend + kreciprocal (the
 array-namespace core).
 """

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.errors import ConfigError
-from pipeline.retrieval.search import search_topk
-from pipeline.retrieval.validate import check_features, check_k
+from pipeline.retrieval.search import prepare_checked, search_prepared, unit_rows
+from pipeline.retrieval.validate import check_features, check_k, check_pair
 
 
 def _expand(features: np.ndarray, gallery: np.ndarray, idx: np.ndarray, cos: np.ndarray, alpha: float | None) -> np.ndarray:
@@ -35,24 +35,34 @@ def _check_alpha(alpha: float) -> None:
 
 def average_query_expansion(query: np.ndarray, gallery: np.ndarray, k: int) -> np.ndarray:
     """Each query replaced by the normalised sum of itself and its k nearest gallery features."""
-    idx, dist = search_topk(query, gallery, k, metric="cosine")
-    return _expand(check_features("query", query), gallery, idx, 1.0 - dist, None)
+    return expand_queries(*check_pair(query, gallery), k, None)
 
 
 def alpha_query_expansion(query: np.ndarray, gallery: np.ndarray, k: int, alpha: float = 3.0) -> np.ndarray:
     """alpha-QE: neighbours weighted by max(cos, 0) ** alpha."""
-    _check_alpha(alpha)
-    idx, dist = search_topk(query, gallery, k, metric="cosine")
-    return _expand(check_features("query", query), gallery, idx, 1.0 - dist, alpha)
+    return expand_queries(*check_pair(query, gallery), k, alpha)
+
+
+def expand_queries(q: np.ndarray, g: np.ndarray, k: int, alpha: float | None) -> np.ndarray:
+    """QE of features that passed ``check_pair``: average QE (``alpha`` None) or alpha-QE."""
+    if alpha is not None:
+        _check_alpha(alpha)
+    idx, dist = search_prepared(*prepare_checked(q, g, "cosine"), k)
+    return _expand(q, g, idx, 1.0 - dist, alpha)
 
 
 def database_augmentation(gallery: np.ndarray, k: int, alpha: float | None = None) -> np.ndarray:
     """DBA: each gallery item expanded by its k nearest other gallery items (alpha: as alpha-QE)."""
-    g = check_features("gallery", gallery)
+    return augment_database(check_features("gallery", gallery), k, alpha)
+
+
+def augment_database(g: np.ndarray, k: int, alpha: float | None = None) -> np.ndarray:
+    """``database_augmentation`` of gallery features that passed ``check_features``."""
     check_k(k, g.shape[0] - 1, "database augmentation (other gallery items)")
     if alpha is not None:
         _check_alpha(alpha)
-    idx, dist = search_topk(g, g, k + 1, metric="cosine")
+    unit = unit_rows("gallery", g)
+    idx, dist = search_prepared(unit, unit, k + 1)
     # Drop each row's own index (usually first; a duplicate may precede it), else the last column.
     keep = idx != np.arange(g.shape[0])[:, None]
     keep[keep.all(axis=1), -1] = False

@@ -1,8 +1,8 @@
-"""Fusing several models' retrieval results: weighted distances, rank voting, weight tuning.
+"""Fusing several models' candidate lists: weighted distances, rank voting, weight tuning.
 
-Normalisation (``normalize=True``): per model and per query row, min-max over that row's
-distances, d' = (d - min) / (max - min) (0 where the row is constant), so every model's row
-spans [0, 1] and the weights alone set each model's say. The weights are divided by their sum.
+Distance fusion normalises per model and per query row, min-max over that row's distances,
+d' = (d - min) / (max - min) (0 where the row is constant), so every model's row spans [0, 1]
+and the weights alone set each model's say. The weights are divided by their sum.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from pipeline.errors import ConfigError, DataError
+from pipeline.retrieval.candidates import CandidateLists
 from pipeline.retrieval.validate import check_features
 
 def _check_weights(weights: Sequence[float], count: int) -> np.ndarray:
@@ -22,32 +23,6 @@ def _check_weights(weights: Sequence[float], count: int) -> np.ndarray:
     if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
         raise ConfigError(f"fusion: weights must be finite, >= 0 and not all zero, got {list(w)}")
     return w / w.sum()
-
-
-def _check_distances(distances: Sequence[np.ndarray]) -> list[np.ndarray]:
-    if len(distances) == 0:
-        raise DataError("fusion: no distance matrices given")
-    arrays = [check_features(f"distances of model {m}", d) for m, d in enumerate(distances)]
-    for m, d in enumerate(arrays[1:], start=1):
-        if d.shape != arrays[0].shape:
-            raise DataError(f"fusion: model {m} distances have shape {d.shape}, model 0 has {arrays[0].shape}")
-    return arrays
-
-
-def _minmax_rows(d: np.ndarray) -> np.ndarray:
-    low = d.min(axis=1, keepdims=True)
-    span = d.max(axis=1, keepdims=True) - low
-    return np.divide(d - low, span, out=np.zeros(d.shape, np.float64), where=span > 0)
-
-
-def fuse_distances(distances: Sequence[np.ndarray], weights: Sequence[float], normalize: bool = True) -> np.ndarray:
-    """Weighted sum of (Nq, Ng) distance matrices, each min-max normalised per query row."""
-    arrays = _check_distances(distances)
-    w = _check_weights(weights, len(arrays))
-    fused = np.zeros(arrays[0].shape, np.float64)
-    for weight, d in zip(w, arrays):
-        fused += weight * (_minmax_rows(d.astype(np.float64)) if normalize else d)
-    return fused.astype(np.float32)
 
 
 def rank_voting(rankings: Sequence[np.ndarray], weights: Sequence[float], num_gallery: int) -> np.ndarray:
@@ -88,16 +63,16 @@ def _top_per_query(query: np.ndarray, item: np.ndarray, cost: np.ndarray, num_qu
 
 
 def fuse_candidate_lists(
-    lists: Sequence[tuple[np.ndarray, np.ndarray]],
+    lists: Sequence[CandidateLists],
     weights: Sequence[float],
     fill: str = "row_max",
-) -> tuple[np.ndarray, np.ndarray]:
+) -> CandidateLists:
     """Fuse per-model candidate lists (indices (Nq, k_m), distances (Nq, k_m)) of the same queries.
 
     Candidates are the union of the models' lists; a model that did not list an item gets
     ``fill``: "row_max" = that model's largest candidate distance for that query. Each model's
     row is then min-max normalised over the union and the weighted sum taken. Returns the union's
-    best k (k = the longest input list) as (indices int64, fused distances float32), ascending.
+    best k (k = the longest input list) with their fused distances, ascending.
     """
     if len(lists) == 0:
         raise DataError("fusion: no candidate lists given")
@@ -105,9 +80,9 @@ def fuse_candidate_lists(
         raise ConfigError(f"fusion: fill must be 'row_max', got {fill!r}")
     w = _check_weights(weights, len(lists))
     pairs = []
-    for m, (idx, dist) in enumerate(lists):
-        idx, dist = np.asarray(idx), check_features(f"candidate distances of model {m}", dist)
-        if idx.shape != dist.shape or idx.shape[0] != np.shape(lists[0][0])[0]:
+    for m, candidates in enumerate(lists):
+        idx, dist = candidates.indices, check_features(f"candidate distances of model {m}", candidates.values)
+        if idx.shape[0] != lists[0].indices.shape[0]:
             raise DataError(f"fusion: model {m} candidate lists have shapes {idx.shape} and {dist.shape}")
         if not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0:
             raise DataError(f"fusion: model {m} has negative or non-integer gallery indices")
@@ -131,7 +106,7 @@ def fuse_candidate_lists(
     k = max(idx.shape[1] for idx, _ in pairs)
     best = _top_per_query(query, item, fused, num_query, k)
     lookup = np.searchsorted(union, np.arange(num_query)[:, None] * width + best)
-    return best.astype(np.int64), fused[lookup].astype(np.float32)
+    return CandidateLists(best.astype(np.int64), fused[lookup].astype(np.float32))
 
 
 def simplex_grid(count: int, step: float) -> list[tuple[float, ...]]:

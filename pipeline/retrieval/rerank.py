@@ -1,69 +1,26 @@
-"""Exact k-reciprocal re-ranking (dense output), its config, and the input checks both modes share."""
+"""Exact k-reciprocal re-ranking (dense output) and the input checks both modes share (the knobs: pipeline.sections.RerankConfig)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from pipeline.errors import ConfigError
 from pipeline.retrieval import kreciprocal
 from pipeline.retrieval.backend import Array, Ops, get_ops
-from pipeline.retrieval.validate import check_features, check_k, check_same_dim
-
-
-@dataclass(frozen=True)
-class RerankConfig:
-    """Knobs of the rerank stage (``params.yaml: rerank``)."""
-
-    enabled: bool = True
-    mode: Literal["exact", "sparse"] = "exact"
-    k1: int = 20
-    k2: int = 6
-    lambda_value: float = 0.3
-    candidates: int = 100  # size of the output candidate lists (and of sparse mode's top-k lists)
-    half_precision: bool = False
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    query_expansion: Literal["none", "average", "alpha"] = "none"
-    qe_k: int = 2
-    qe_alpha: float = 3.0
-    dba_k: int = 0  # database-side augmentation neighbours; 0 = off
-
-    def validate(self) -> None:
-        check_rerank_params(self.k1, self.k2, self.lambda_value, error=ValueError)
-        if self.mode not in ("exact", "sparse"):
-            raise ValueError(f"mode must be 'exact' or 'sparse', got {self.mode!r}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
-        if self.query_expansion not in ("none", "average", "alpha"):
-            raise ValueError(f"query_expansion must be 'none', 'average' or 'alpha', got {self.query_expansion!r}")
-        if self.candidates < 1:
-            raise ValueError(f"candidates must be >= 1, got {self.candidates}")
-        if self.qe_k < 1:
-            raise ValueError(f"qe_k must be >= 1, got {self.qe_k}")
-        if self.qe_alpha < 0:
-            raise ValueError(f"qe_alpha must be >= 0, got {self.qe_alpha}")
-        if self.dba_k < 0:
-            raise ValueError(f"dba_k must be >= 0 (0 = off), got {self.dba_k}")
-
-
-def check_rerank_params(k1: int, k2: int, lambda_value: float, error: type[Exception] = ConfigError) -> None:
-    for name, value in (("k1", k1), ("k2", k2)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise error(f"{name} must be a positive integer, got {value!r}")
-    if not 0.0 <= float(lambda_value) <= 1.0:
-        raise error(f"lambda_value must lie in [0, 1], got {lambda_value!r}")
+from pipeline.retrieval.validate import check_k, check_pair
+from pipeline.sections import check_rerank_params
 
 
 def prepare_inputs(query: Any, gallery: Any, k1: int, k2: int, lambda_value: float) -> tuple[np.ndarray, np.ndarray]:
-    """Validated features stacked query-first, as the algorithm indexes them."""
+    """Validated knobs and features, for the public entry points."""
     check_rerank_params(k1, k2, lambda_value)
-    q = check_features("query", query)
-    g = check_features("gallery", gallery)
-    check_same_dim("query", q, "gallery", g)
+    return check_pair(query, gallery)
+
+
+def check_neighbours(q: np.ndarray, g: np.ndarray, k1: int, k2: int) -> None:
+    """The neighbour lists must fit in queries + gallery (a size check, run on every call)."""
     check_k(max(k1 + 1, k2), q.shape[0] + g.shape[0], "re-ranking: k1 + 1 (or k2) against queries + gallery")
-    return q, g
 
 
 def normalised_pair_distance(ops: Ops, x: Array, row_max: Array):
@@ -95,6 +52,22 @@ def k_reciprocal_rerank(
     agreement with the reference is then about 2e-3. ``xp``/``device``: see backend.get_ops.
     """
     q, g = prepare_inputs(query, gallery, k1, k2, lambda_value)
+    return rerank_checked(q, g, k1, k2, lambda_value, xp=xp, device=device, half=half)
+
+
+def rerank_checked(
+    q: np.ndarray,
+    g: np.ndarray,
+    k1: int,
+    k2: int,
+    lambda_value: float,
+    *,
+    xp: str | Any | None = "auto",
+    device: str = "auto",
+    half: bool = False,
+) -> np.ndarray:
+    """``k_reciprocal_rerank`` of features that passed ``check_pair``, with knobs already checked."""
+    check_neighbours(q, g, k1, k2)
     ops = get_ops(xp, device)
     store = "float16" if half else "float32"
     x32, x_exact = stacked_features(ops, q, g, half)

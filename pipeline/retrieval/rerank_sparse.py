@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.retrieval import kreciprocal
 from pipeline.retrieval.backend import get_ops
-from pipeline.retrieval.rerank import normalised_pair_distance, prepare_inputs, stacked_features
+from pipeline.retrieval.rerank import check_neighbours, normalised_pair_distance, prepare_inputs, stacked_features
 from pipeline.retrieval.validate import check_k
 
 
@@ -43,6 +43,23 @@ def sparse_rerank(
     ``k_reciprocal_rerank``.
     """
     q, g = prepare_inputs(query, gallery, k1, k2, lambda_value)
+    return sparse_checked(q, g, k1, k2, lambda_value, candidates, xp=xp, device=device, half=half)
+
+
+def sparse_checked(
+    q: np.ndarray,
+    g: np.ndarray,
+    k1: int,
+    k2: int,
+    lambda_value: float,
+    candidates: int,
+    *,
+    xp: str | Any | None = "auto",
+    device: str = "auto",
+    half: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``sparse_rerank`` of features that passed ``check_pair``, with knobs already checked."""
+    check_neighbours(q, g, k1, k2)
     check_k(candidates, g.shape[0], "sparse re-ranking: candidates against the gallery size")
     ops = get_ops(xp, device)
     store = "float16" if half else "float32"

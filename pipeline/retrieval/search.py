@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pipeline.errors import ConfigError, DataError
-from pipeline.retrieval.validate import check_features, check_k, check_same_dim
+from pipeline.retrieval.validate import check_features, check_k, check_pair
 
 Metric = Literal["cosine", "euclidean"]
 Backend = Literal["auto", "faiss", "torch"]
@@ -17,7 +17,8 @@ Backend = Literal["auto", "faiss", "torch"]
 _BLOCK_ELEMENTS = 1 << 25
 
 
-def _l2_normalise(name: str, x: np.ndarray) -> np.ndarray:
+def unit_rows(name: str, x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (float32); an all-zero row, which has no direction, is an error."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     if (norms == 0).any():
         row = int(np.flatnonzero(norms[:, 0] == 0)[0])
@@ -26,13 +27,15 @@ def _l2_normalise(name: str, x: np.ndarray) -> np.ndarray:
 
 
 def _prepare(query: Any, gallery: Any, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    return prepare_checked(*check_pair(query, gallery), metric)
+
+
+def prepare_checked(q: np.ndarray, g: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Features that passed ``check_pair``, as the search works on them: float32, unit rows for cosine."""
     if metric not in ("cosine", "euclidean"):
         raise ConfigError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
-    q = check_features("query", query)
-    g = check_features("gallery", gallery)
-    check_same_dim("query", q, "gallery", g)
     if metric == "cosine":
-        return _l2_normalise("query", q), _l2_normalise("gallery", g)
+        return unit_rows("query", q), unit_rows("gallery", g)
     return np.ascontiguousarray(q, dtype=np.float32), np.ascontiguousarray(g, dtype=np.float32)
 
 
@@ -96,6 +99,13 @@ def search_topk(
     importable (on the GPU with faiss-gpu and a GPU), else the exact chunked torch path.
     """
     q, g = _prepare(query, gallery, metric)
+    return search_prepared(q, g, k, metric, backend)
+
+
+def search_prepared(
+    q: np.ndarray, g: np.ndarray, k: int, metric: Metric = "cosine", backend: Backend = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``search_topk`` on features that ``prepare_checked`` returned (no second check)."""
     check_k(k, g.shape[0], "search_topk (gallery size)")
     if backend not in ("auto", "faiss", "torch"):
         raise ConfigError(f"search backend must be 'auto', 'faiss' or 'torch', got {backend!r}")
@@ -120,7 +130,11 @@ def pairwise_distance(query: np.ndarray, gallery: np.ndarray, metric: Metric = "
 
 def rank_from_distance(dist: np.ndarray, k: int) -> np.ndarray:
     """(Nq, k) int64 gallery indices by ascending distance; ties broken by the lower gallery index."""
-    d = check_features("distance matrix", dist)
+    return rank_rows(check_features("distance matrix", dist), k)
+
+
+def rank_rows(d: np.ndarray, k: int) -> np.ndarray:
+    """``rank_from_distance`` of a finite 2-D float array that needs no check (one the pipeline made)."""
     check_k(k, d.shape[1], "rank_from_distance (gallery size)")
     rows_per_block = max(1, _BLOCK_ELEMENTS // d.shape[1])
     out = np.empty((d.shape[0], k), np.int64)

@@ -44,6 +44,15 @@ def check_same_dim(query_name: str, query: np.ndarray, gallery_name: str, galler
         )
 
 
+def check_pair(query: Any, gallery: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Query and gallery features checked once (``check_features`` each, same width), for the
+    entry points that then run several steps on them without checking again."""
+    q = check_features("query", query)
+    g = check_features("gallery", gallery)
+    check_same_dim("query", q, "gallery", g)
+    return q, g
+
+
 def check_k(k: int, available: int, what: str) -> None:
     """``k`` neighbours must exist among ``available`` items (k larger than the gallery is an error)."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:

@@ -1,6 +1,6 @@
 """Fold-wise training: PK batches, AMP, warm-up schedule, validation, dvclive, resume.
 
-``fit`` trains one (recipe, fold) into ``out_dir``::
+``fit`` trains one (recipe, fold) into ``out_dir`` (the layout: pipeline.params.FoldDir)::
 
     out_dir/checkpoints/last.pt   full training state after every epoch (resume point)
     out_dir/checkpoints/best.pt   weights of the epoch with the best validation score
@@ -36,6 +36,7 @@ from pipeline.data.torch_data import AugmentedImages, normalize_batch
 from pipeline.data.transforms import SeededAugment, build_train_transforms
 from pipeline.errors import DataError
 from pipeline.losses import ReIDCriterion
+from pipeline.params import FoldDir
 from pipeline.models import create_model, input_normalisation, unfreeze
 from pipeline.train import distributed as ddp
 from pipeline.train.amp import autocast, make_scaler, resolve_amp
@@ -45,7 +46,7 @@ from pipeline.train.distributed import DistInfo
 from pipeline.train.optim import build_center_optimizer, build_optimizer
 from pipeline.train.recipe import Recipe
 from pipeline.train.schedule import build_scheduler
-from pipeline.train.validate import validation_scores
+from pipeline.train.fold_score import validation_scores
 
 log = logging.getLogger(__name__)
 
@@ -266,9 +267,8 @@ def fit(
     ``on_epoch_end(epoch, metrics)`` runs after each epoch's checkpoint is written.
     """
     info = info or DistInfo()
-    out_dir = Path(out_dir)
-    last_path = out_dir / "checkpoints" / "last.pt"
-    best_path = out_dir / "checkpoints" / "best.pt"
+    out = FoldDir(Path(out_dir))
+    last_path, best_path = out.last, out.best
     trainer = Trainer(recipe, data, info)
     print_id = fingerprint(recipe, data, info.world_size)
     epochs = recipe.train.epochs
@@ -292,7 +292,7 @@ def fit(
     if start_epoch == 0 and info.is_main:
         best_path.unlink(missing_ok=True)  # a best.pt of another recipe must not survive
 
-    live = _open_live(out_dir / "live", history, best) if info.is_main else None
+    live = _open_live(out.live, history, best) if info.is_main else None
     if start_epoch == 0 and not history:
         entry = {"step": 0.0, **(trainer.evaluate() if info.is_main else {})}
         log.info("untrained: %s", entry)

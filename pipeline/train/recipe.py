@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline.config import from_mapping, read_yaml
-from pipeline.data.rescale_pad import height_width
+from pipeline.sections import height_width
 from pipeline.data.transforms import AugmentConfig
 from pipeline.losses import LossConfig
 from pipeline.models import ModelConfig
@@ -54,28 +54,6 @@ class Recipe:
         if self.augment.rotate90_p > 0 and height != width:
             # a quarter turn makes a W x H image that cannot share a batch with H x W ones
             raise ValueError(f"augment.rotate90_p must be 0 with a non-square train.input_size {height}x{width}")
-
-
-@dataclass(frozen=True)
-class TrainStageConfig:
-    """params.yaml section ``train``: which recipes and folds the DVC matrix trains."""
-
-    models: list[str]  # recipe names: configs/<name>.yaml
-    folds: list[int]
-    out: str = "outputs/models"  # <out>/<model>/fold<fold>/{checkpoints,live}
-    recipes: str = "configs"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    # CPU threads per process; 0 keeps torch's default. 1 is much faster when other jobs
-    # share the cores: idle OpenMP threads spin and then wait on preempted siblings.
-    threads: int = 0
-
-    def validate(self) -> None:
-        if not self.models:
-            raise ValueError("models must name at least one recipe")
-        if len(set(self.models)) != len(self.models) or len(set(self.folds)) != len(self.folds):
-            raise ValueError("models and folds must not repeat")
-        if self.threads < 0:
-            raise ValueError("threads must not be negative")
 
 
 def load_recipe(path: str | Path) -> Recipe:

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.infer.tta import TTAConfig, extract_features
+from pipeline.infer.tta import extract_features
 from pipeline.losses import LossConfig
 from pipeline.models import ModelConfig, create_model
 from pipeline.train import loop
 from pipeline.train.distributed import DistInfo
 from pipeline.train.schedule import OptimConfig
+from pipeline.sections import TTAConfig
 from test_train_loop import Killed, poisoned_criterion, run, tiny_data, tiny_recipe, weights
 
 pytestmark = pytest.mark.gpu

@@ -11,7 +11,7 @@ never makes two siblings identical.
 
 Generic features see one object per family: the parts are a mid-scale cue (a part is a
 sixth of the object wide, about 7 px when the object spans 40 px of the cache image; see
-pipeline/data/demo_check.py and benchmarks/results/bench_demo_calibration.md).
+pipeline/demo/check.py and benchmarks/results/bench_demo_calibration.md).
 
 Rendering is vectorised over a pixel grid (numpy) plus a few OpenCV draw calls; a template
 is TEMPLATE_SIZE square, straight alpha (0 outside the object).

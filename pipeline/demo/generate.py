@@ -29,9 +29,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline.data.demo_noise import apply_noise
-from pipeline.data.demo_render import MAX_FAMILY_SIZE, Family, make_family, render_identity
-from pipeline.data.demo_scene import SceneStyle, render_scene
+from pipeline.demo.noise import apply_noise
+from pipeline.demo.render import MAX_FAMILY_SIZE, Family, make_family, render_identity
+from pipeline.demo.scene import SceneStyle, render_scene
 from pipeline.data.images import write_image
 from pipeline.data.layout import write_split
 from pipeline.io_utils import atomic_dir, write_csv

@@ -14,29 +14,8 @@ import torch
 from torch import nn
 
 from pipeline.evaluate.metrics import competition_scores
-from pipeline.infer.tta import TTAConfig, extract_features
-
-
-def embed_rows(
-    model: nn.Module,
-    images: np.ndarray,
-    rows: np.ndarray,
-    *,
-    size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    batch_size: int = 128,
-) -> torch.Tensor:
-    """L2-normalised float32 embeddings of ``images[rows]``, one plain view each (train mode restored)."""
-    was_training = model.training
-    try:
-        features = extract_features(
-            model, np.asarray(images[rows]), input_size=size, mean=mean, std=std,
-            cfg=TTAConfig(flip=False, batch_size=batch_size), description="validate",
-        )
-    finally:
-        model.train(was_training)
-    return torch.from_numpy(features)
+from pipeline.infer.tta import extract_features
+from pipeline.sections import TTAConfig
 
 
 def rank_by_cosine(query: torch.Tensor, gallery: torch.Tensor, k: int) -> np.ndarray:
@@ -50,11 +29,26 @@ def validation_scores(
     labels: np.ndarray,
     query_rows: np.ndarray,
     gallery_rows: np.ndarray,
-    **embed_kwargs,
+    *,
+    size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    batch_size: int = 128,
 ) -> dict[str, float]:
-    """{"top1", "map@10", "score"} of ranking ``gallery_rows`` for every row of ``query_rows``."""
-    query = embed_rows(model, images, query_rows, **embed_kwargs)
-    gallery = embed_rows(model, images, gallery_rows, **embed_kwargs)
+    """{"top1", "map@10", "score"} of ranking ``gallery_rows`` for every row of ``query_rows``.
+
+    One plain view per image through ``extract_features``; the model's train mode is restored.
+    """
+    view = TTAConfig(flip=False, batch_size=batch_size)
+    was_training = model.training
+    try:
+        query, gallery = (
+            torch.from_numpy(extract_features(model, np.asarray(images[rows]), input_size=size, mean=mean, std=std,
+                                              cfg=view, description="validate"))
+            for rows in (query_rows, gallery_rows)
+        )
+    finally:
+        model.train(was_training)
     k = min(10, len(gallery_rows))  # a tiny gallery is scored at its own size
     ranked = rank_by_cosine(query, gallery, k=k)
     scores = competition_scores(ranked, labels[query_rows], labels[gallery_rows], k=k)

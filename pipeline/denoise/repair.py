@@ -12,61 +12,19 @@ never cost quality.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
 
 import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from pipeline.data.noise_estimate import (
-    DEFAULT_GAUSSIAN_THRESHOLD,
-    DEFAULT_GREY_THRESHOLD,
-    DEFAULT_IMPULSE_THRESHOLD,
-    NoiseEstimate,
-    impulse_mask,
-)
+from pipeline.denoise.estimate import NoiseEstimate, impulse_mask
+from pipeline.sections import DenoiseConfig, MAX_MEDIAN_KSIZE
 
 _NLM_TEMPLATE, _NLM_SEARCH = 3, 15
 # Rows: the grey axis and two colour differences, orthonormal (so the inverse is the transpose).
 _OPPONENT = np.array([[1, 1, 1], [1, -1, 0], [1, 1, -2]], dtype=np.float32) / np.array(
     [[3**0.5], [2**0.5], [6**0.5]], dtype=np.float32
 )
-_MAX_MEDIAN_KSIZE = 11  # the switching median grows its window up to this when all neighbours are impulses
-
-
-@dataclass(frozen=True)
-class DenoiseConfig:
-    """Params section ``denoise``. Strengths are multiples of the estimated sigma (0-255 scale)."""
-
-    out: str = "outputs/denoised"
-    apply_to_train: bool = False
-    gaussian_method: Literal["nlmeans", "bilateral"] = "nlmeans"
-    gaussian_threshold: float = DEFAULT_GAUSSIAN_THRESHOLD  # colour-difference sigma at or above which an image is Gaussian-noisy
-    grey_threshold: float = DEFAULT_GREY_THRESHOLD  # per-channel sigma at or above which it is (noise the same in every channel)
-    impulse_threshold: float = DEFAULT_IMPULSE_THRESHOLD  # impulse pixel fraction at or above which it is salt-and-pepper
-    median_ksize: int = 3  # window of the switching median (grows where a window holds only impulses)
-    nlmeans_strength: float = 1.2  # OpenCV NLM filter strength h = nlmeans_strength * sigma on the grey axis
-    nlmeans_chroma_strength: float = 1.2  # ... and on the two colour-difference axes
-    bilateral_strength: float = 4.0  # bilateral sigmaColor = bilateral_strength * sigma
-    bilateral_diameter: int = 7  # bilateral window (pixels); also its sigmaSpace
-    workers: int = 2
-
-    def validate(self) -> None:
-        if not self.out:
-            raise ValueError("out must not be empty")
-        if self.gaussian_threshold <= 0 or self.grey_threshold <= 0:
-            raise ValueError(f"gaussian_threshold and grey_threshold must be > 0, got {self.gaussian_threshold}, {self.grey_threshold}")
-        if not 0 < self.impulse_threshold < 1:
-            raise ValueError(f"impulse_threshold must be in (0, 1), got {self.impulse_threshold}")
-        if self.median_ksize < 3 or self.median_ksize % 2 == 0 or self.median_ksize > _MAX_MEDIAN_KSIZE:
-            raise ValueError(f"median_ksize must be odd and in [3, {_MAX_MEDIAN_KSIZE}], got {self.median_ksize}")
-        if min(self.nlmeans_strength, self.nlmeans_chroma_strength, self.bilateral_strength) <= 0:
-            raise ValueError("nlmeans_strength, nlmeans_chroma_strength and bilateral_strength must be > 0")
-        if self.bilateral_diameter < 1:
-            raise ValueError(f"bilateral_diameter must be >= 1, got {self.bilateral_diameter}")
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
 
 
 def fill_impulses(rgb: np.ndarray, mask: np.ndarray, ksize: int = 3) -> np.ndarray:
@@ -78,7 +36,7 @@ def fill_impulses(rgb: np.ndarray, mask: np.ndarray, ksize: int = 3) -> np.ndarr
     """
     out = rgb.copy()
     todo = mask.copy()
-    while todo.any() and ksize <= _MAX_MEDIAN_KSIZE:
+    while todo.any() and ksize <= MAX_MEDIAN_KSIZE:
         r = ksize // 2
         values = np.pad(rgb.astype(np.float32), ((r, r), (r, r), (0, 0)), mode="reflect")
         values[np.pad(mask, r, mode="reflect")] = np.nan

@@ -29,12 +29,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline.data.images import read_image, write_image
-from pipeline.data.layout import SPLITS, SelfMatchMode, csv_line, read_split, split_path, write_split
-from pipeline.data.noise_estimate import NoiseEstimate, estimate_noise
-from pipeline.data.noise_repair import DenoiseConfig, repair
+from pipeline.data.layout import SPLITS, csv_line, read_split, split_path, write_split
+from pipeline.denoise.estimate import NoiseEstimate, estimate_noise
+from pipeline.denoise.repair import repair
 from pipeline.data.self_match import check_self_matches, write_self_matches
 from pipeline.errors import DataError
 from pipeline.io_utils import atomic_dir, write_csv
+from pipeline.sections import DenoiseConfig, SelfMatchMode
 
 # Re-exported: the stage's whole API importable from one place.
 __all__ = ["REPORT_COLUMNS", "DenoiseConfig", "NoiseEstimate", "denoise_dataset", "denoise_file", "estimate_noise", "repair"]

@@ -13,8 +13,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipeline.data.demo_render import TEMPLATE_SIZE, make_family, render_identity
-from pipeline.data.demo_scene import SceneStyle, image_size, object_corners, object_side
+from pipeline.demo.render import TEMPLATE_SIZE, make_family, render_identity
+from pipeline.demo.scene import SceneStyle, image_size, object_corners, object_side
 
 _GREY = np.float32(0.5)
 

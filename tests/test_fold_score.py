@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.train.validate import embed_rows, validation_scores
+from pipeline.infer.tta import extract_features
+from pipeline.sections import TTAConfig
+from pipeline.train.fold_score import validation_scores
 
 
 class Flatten(nn.Module):
@@ -27,7 +29,7 @@ def test_validation_resizes_like_extraction_not_like_the_old_cv2_path():
     images = rng.integers(0, 256, size=(6, 40, 40, 3), dtype=np.uint8)
     rows = np.array([4, 1, 3])
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
-    got = embed_rows(Flatten().train(), images, rows, size=32, mean=mean, std=std).numpy()
+    got = extract_features(Flatten(), images[rows], input_size=32, mean=mean, std=std, cfg=TTAConfig(flip=False))
 
     x = torch.from_numpy(images[rows]).permute(0, 3, 1, 2).float() / 255
     x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)

@@ -35,16 +35,10 @@ from typing import Literal
 import cv2
 import numpy as np
 
-NoiseKind = Literal["none", "gaussian", "salt_pepper", "both"]
+from pipeline.sections import DEFAULT_GAUSSIAN_THRESHOLD, DEFAULT_GREY_THRESHOLD, DEFAULT_IMPULSE_THRESHOLD
 
-# Thresholds set between clean and noisy on the demo data and the grocery photos with noise
-# added (benchmarks/results/bench_denoise.md, bench_denoise_real.md): the chroma sigma of
-# clean photos stays below 0.9 and that of sigma >= 4 noise above 2.3; the per-channel
-# (grey-noise) estimate of clean photos stays below 10.2. Clean impulse fractions stay below
-# 0.003; salt-and-pepper of amount >= 0.01 is measured at >= 0.007.
-DEFAULT_GAUSSIAN_THRESHOLD = 2.0  # chroma sigma (0-255 scale) at or above which an image counts as Gaussian-noisy
-DEFAULT_GREY_THRESHOLD = 11.0  # the same for the per-channel sigma: noise identical in every channel
-DEFAULT_IMPULSE_THRESHOLD = 0.006  # share of impulse pixels at or above which it counts as salt-and-pepper
+
+NoiseKind = Literal["none", "gaussian", "salt_pepper", "both"]
 
 # Immerkaer's kernel: second differences in x and y combined; sum of squares 36.
 _LAPLACE_DIFF = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from pipeline.data.demo_render import TEMPLATE_SIZE
+from pipeline.demo.render import TEMPLATE_SIZE
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,77 @@
+"""The fuse stage's whole job: check the models agree, choose (tuned) or take (untuned) each
+model's lists and weights, fuse, and say what was chosen (fuse.json)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.chain.fuse_choice import choice_record, choice_table, choose_fusion, tuning_set_size
+from pipeline.chain.fuse_step import configured_weights, fuse_lists, oof_labels
+from pipeline.chain.model_inputs import ModelInputs
+from pipeline.chain.rerank_step import RerankOption
+from pipeline.data.folds import read_folds
+from pipeline.errors import DataError
+from pipeline.retrieval.candidates import CandidateLists, named_set
+from pipeline.retrieval.validate import check_same_ids
+from pipeline.sections import FuseConfig
+
+log = logging.getLogger("fuse")
+
+
+def oof_folds(models: Mapping[str, ModelInputs]) -> list[int]:
+    """The folds every model has out-of-fold features for, with the same held-out images."""
+    names = list(models)
+    first = models[names[0]]
+    folds = sorted(first.features.oof)
+    if not folds:
+        raise DataError(f"fuse.tune is on but {first.features_path} holds no out-of-fold features")
+    for name, model in models.items():
+        if sorted(model.features.oof) != folds:
+            raise DataError(
+                f"{model.features_path}: out-of-fold features for folds {sorted(model.features.oof)}, "
+                f"but {names[0]} has {folds}: rerun extract for every model"
+            )
+    for fold in folds:
+        check_same_ids({m: inputs.features.oof[fold][0].ids for m, inputs in models.items()}, f"fold {fold} held-out queries")
+    return folds
+
+
+def fuse_models(
+    cfg: FuseConfig,
+    models: Mapping[str, ModelInputs],
+    options: Sequence[RerankOption],
+    folds_file: Path,
+    params_file: str | Path,
+) -> tuple[CandidateLists, dict[str, Any]]:
+    """The fused test lists and the fuse.json record, for the models in ``train.models`` order.
+
+    ``options``: the rerank options each model's lists hold (rerank_step.rerank_options);
+    ``folds_file`` is read only when tuning; ``params_file`` names the file in config errors.
+    """
+    names = list(models)
+    check_same_ids({m: inputs.features.query.ids for m, inputs in models.items()}, "query images")
+    check_same_ids({m: inputs.features.gallery.ids for m, inputs in models.items()}, "gallery images")
+    reference = models[names[0]].features
+    if cfg.tune:
+        folds = oof_folds(models)
+        oof = [
+            {o.name: {f: named_set(inputs.lists, f"oof{f}_{o.name}", inputs.lists_path) for f in folds} for o in options}
+            for inputs in models.values()
+        ]
+        ids = {f: (reference.oof[f][0].ids, reference.oof[f][1].ids) for f in folds}
+        labels = oof_labels(read_folds(folds_file), ids)
+        choice = choose_fusion(oof, labels, cfg.method, cfg.grid_step, fixed=None if cfg.source == "auto" else cfg.source)
+        size = tuning_set_size(labels)
+        log.info("out-of-fold choice:\n%s", choice_table(choice, names, size))
+        chosen, weights = choice.chosen, choice.weights
+        record = choice_record(choice, names, {o.name: o.settings() for o in options}, size)
+    else:
+        chosen, weights = [cfg.source] * len(names), configured_weights(cfg, names, str(params_file))
+        record = {"oof_score": None, "options": {m: {"chosen": cfg.source} for m in names}}
+    test_lists = [named_set(inputs.lists, option, inputs.lists_path) for inputs, option in zip(models.values(), chosen)]
+    fused = fuse_lists(test_lists, weights, cfg.method, len(reference.gallery.ids))
+    summary = {"weights": dict(zip(names, weights)), "tuned": cfg.tune, "method": cfg.method, "source": cfg.source, **record}
+    return fused, summary

@@ -1,0 +1,337 @@
+"""The typed sections of params.yaml that the chain's stages read, in one light module.
+
+Every stage reads its own section and the upstream sections that say where their outputs
+are; keeping the section types here (stdlib and numpy only: no torch, OpenCV or pandas) lets
+a stage read params.yaml without importing the upstream stage's code. ``pipeline.params``
+gives the stages one view of them and the paths they exchange. The demo generator's section
+lives with it (pipeline/demo): only the demo stage reads it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from pipeline.errors import ConfigError
+
+ImageSize = int | tuple[int, int]  # a square side, or (height, width)
+SelfMatchMode = Literal["error", "exclude"]
+
+# Thresholds set between clean and noisy on the demo data and the grocery photos with noise
+# added (benchmarks/results/bench_denoise.md, bench_denoise_real.md): the chroma sigma of
+# clean photos stays below 0.9 and that of sigma >= 4 noise above 2.3; the per-channel
+# (grey-noise) estimate of clean photos stays below 10.2. Clean impulse fractions stay below
+# 0.003; salt-and-pepper of amount >= 0.01 is measured at >= 0.007.
+DEFAULT_GAUSSIAN_THRESHOLD = 2.0  # chroma sigma (0-255 scale) at or above which an image counts as Gaussian-noisy
+DEFAULT_GREY_THRESHOLD = 11.0  # the same for the per-channel sigma: noise identical in every channel
+DEFAULT_IMPULSE_THRESHOLD = 0.006  # share of impulse pixels at or above which it counts as salt-and-pepper
+MAX_MEDIAN_KSIZE = 11  # the switching median grows its window up to this when all neighbours are impulses
+
+
+def height_width(size: ImageSize | list[int]) -> tuple[int, int]:
+    """``(height, width)`` of a size given as a square side or as ``[height, width]``."""
+    if isinstance(size, int):
+        return size, size
+    if len(size) != 2:
+        raise ValueError(f"a size is a side or [height, width], got {list(size)}")
+    return int(size[0]), int(size[1])
+
+
+def check_rerank_params(k1: int, k2: int, lambda_value: float, error: type[Exception] = ConfigError) -> None:
+    for name, value in (("k1", k1), ("k2", k2)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise error(f"{name} must be a positive integer, got {value!r}")
+    if not 0.0 <= float(lambda_value) <= 1.0:
+        raise error(f"lambda_value must lie in [0, 1], got {lambda_value!r}")
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """params.yaml section ``dataset``: the canonical-layout folder the chain starts from."""
+
+    root: str
+    # A query that is also a gallery image: stop with an error naming both rows ("error"), or
+    # take each query's own image out of its ranking ("exclude"; see pipeline/data/self_match.py).
+    self_matches: SelfMatchMode = "error"
+
+    def validate(self) -> None:
+        if not self.root:
+            raise ValueError("root must not be empty")
+
+
+@dataclass(frozen=True)
+class DenoiseConfig:
+    """Params section ``denoise``. Strengths are multiples of the estimated sigma (0-255 scale)."""
+
+    out: str = "outputs/denoised"
+    apply_to_train: bool = False
+    gaussian_method: Literal["nlmeans", "bilateral"] = "nlmeans"
+    gaussian_threshold: float = DEFAULT_GAUSSIAN_THRESHOLD  # colour-difference sigma at or above which an image is Gaussian-noisy
+    grey_threshold: float = DEFAULT_GREY_THRESHOLD  # per-channel sigma at or above which it is (noise the same in every channel)
+    impulse_threshold: float = DEFAULT_IMPULSE_THRESHOLD  # impulse pixel fraction at or above which it is salt-and-pepper
+    median_ksize: int = 3  # window of the switching median (grows where a window holds only impulses)
+    nlmeans_strength: float = 1.2  # OpenCV NLM filter strength h = nlmeans_strength * sigma on the grey axis
+    nlmeans_chroma_strength: float = 1.2  # ... and on the two colour-difference axes
+    bilateral_strength: float = 4.0  # bilateral sigmaColor = bilateral_strength * sigma
+    bilateral_diameter: int = 7  # bilateral window (pixels); also its sigmaSpace
+    workers: int = 2
+
+    def validate(self) -> None:
+        if not self.out:
+            raise ValueError("out must not be empty")
+        if self.gaussian_threshold <= 0 or self.grey_threshold <= 0:
+            raise ValueError(f"gaussian_threshold and grey_threshold must be > 0, got {self.gaussian_threshold}, {self.grey_threshold}")
+        if not 0 < self.impulse_threshold < 1:
+            raise ValueError(f"impulse_threshold must be in (0, 1), got {self.impulse_threshold}")
+        if self.median_ksize < 3 or self.median_ksize % 2 == 0 or self.median_ksize > MAX_MEDIAN_KSIZE:
+            raise ValueError(f"median_ksize must be odd and in [3, {MAX_MEDIAN_KSIZE}], got {self.median_ksize}")
+        if min(self.nlmeans_strength, self.nlmeans_chroma_strength, self.bilateral_strength) <= 0:
+            raise ValueError("nlmeans_strength, nlmeans_chroma_strength and bilateral_strength must be > 0")
+        if self.bilateral_diameter < 1:
+            raise ValueError(f"bilateral_diameter must be >= 1, got {self.bilateral_diameter}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """params.yaml section ``preprocess``."""
+
+    out: str = "outputs/cache"
+    size: int | tuple[int, int] = 128  # a square side, or [height, width]
+    fill: tuple[int, int, int] = (0, 0, 0)
+
+    def validate(self) -> None:
+        if not self.out:
+            raise ValueError("out must be a non-empty path")
+        if min(height_width(self.size)) < 8:
+            raise ValueError(f"size must be at least 8 pixels on each side, got {self.size}")
+        if len(self.fill) != 3 or any(not 0 <= v <= 255 for v in self.fill):
+            raise ValueError(f"fill must be three values in 0..255, got {list(self.fill)}")
+
+
+@dataclass(frozen=True)
+class FoldsConfig:
+    """params.yaml section ``folds``."""
+
+    out: str = "outputs/folds.csv"
+    k: int = 5
+    seed: int = 0
+    query_fraction: float = 0.2
+    label_merge: str | None = None  # a reviewed CSV label,merged_into (pipeline/data/label_merge.py)
+
+    def validate(self) -> None:
+        if not self.out:
+            raise ValueError("out must be a non-empty path")
+        if self.k < 2:
+            raise ValueError(f"k must be at least 2, got {self.k}")
+        if not 0.0 < self.query_fraction < 1.0:
+            raise ValueError(f"query_fraction must be in (0, 1), got {self.query_fraction}")
+
+
+@dataclass(frozen=True)
+class TrainStageConfig:
+    """params.yaml section ``train``: which recipes and folds the DVC matrix trains."""
+
+    models: list[str]  # recipe names: configs/<name>.yaml
+    folds: list[int]
+    out: str = "outputs/models"  # <out>/<model>/fold<fold>/{checkpoints,live}
+    recipes: str = "configs"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # CPU threads per process; 0 keeps torch's default. 1 is much faster when other jobs
+    # share the cores: idle OpenMP threads spin and then wait on preempted siblings.
+    threads: int = 0
+
+    def validate(self) -> None:
+        if not self.models:
+            raise ValueError("models must name at least one recipe")
+        if len(set(self.models)) != len(self.models) or len(set(self.folds)) != len(self.folds):
+            raise ValueError("models and folds must not repeat")
+        if self.threads < 0:
+            raise ValueError("threads must not be negative")
+
+
+@dataclass(frozen=True)
+class TTAConfig:
+    scales: tuple[float, ...] = (1.0,)
+    rotations: tuple[int, ...] = (0,)
+    flip: bool = True
+    batch_size: int = 64
+    dtype: Literal["float16", "float32"] = "float32"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # pool only each view's high-activation region (pipeline/infer/foreground.py); the
+    # threshold is relative to the view's activation range (0: everything, 1: the peak)
+    suppress_background: bool = False
+    suppress_threshold: float = 0.5
+
+    def validate(self) -> None:
+        if not 0.0 <= self.suppress_threshold <= 1.0:
+            raise ValueError(f"suppress_threshold must be in [0, 1], got {self.suppress_threshold}")
+        if not self.scales or any(s <= 0 for s in self.scales):
+            raise ValueError("scales must be a non-empty list of positive numbers")
+        if not self.rotations or any(r % 90 for r in self.rotations):
+            raise ValueError("rotations must be a non-empty list of multiples of 90 degrees")
+        if len(set(r % 360 for r in self.rotations)) != len(self.rotations):
+            raise ValueError("rotations must not repeat")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+
+    @property
+    def views_per_image(self) -> int:
+        return len(self.scales) * len(self.rotations) * (2 if self.flip else 1)
+
+
+@dataclass(frozen=True)
+class ExtractConfig(TTAConfig):
+    """params.yaml section ``extract``: the TTA views plus where the features go."""
+
+    out: str = "outputs/features"
+    foreground_pictures: int = 8  # with suppress_background: queries whose masks the report draws
+
+    def validate(self) -> None:
+        super().validate()
+        if self.foreground_pictures < 0:
+            raise ValueError(f"foreground_pictures must not be negative, got {self.foreground_pictures}")
+
+
+@dataclass(frozen=True)
+class RerankConfig:
+    """Knobs of the rerank stage (``params.yaml: rerank``)."""
+
+    enabled: bool = True
+    mode: Literal["exact", "sparse"] = "exact"
+    k1: int = 20
+    k2: int = 6
+    lambda_value: float = 0.3
+    candidates: int = 100  # size of the output candidate lists (and of sparse mode's top-k lists)
+    half_precision: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    query_expansion: Literal["none", "average", "alpha"] = "none"
+    qe_k: int = 2
+    qe_alpha: float = 3.0
+    dba_k: int = 0  # database-side augmentation neighbours; 0 = off
+
+    def validate(self) -> None:
+        check_rerank_params(self.k1, self.k2, self.lambda_value, error=ValueError)
+        if self.mode not in ("exact", "sparse"):
+            raise ValueError(f"mode must be 'exact' or 'sparse', got {self.mode!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        if self.query_expansion not in ("none", "average", "alpha"):
+            raise ValueError(f"query_expansion must be 'none', 'average' or 'alpha', got {self.query_expansion!r}")
+        if self.candidates < 1:
+            raise ValueError(f"candidates must be >= 1, got {self.candidates}")
+        if self.qe_k < 1:
+            raise ValueError(f"qe_k must be >= 1, got {self.qe_k}")
+        if self.qe_alpha < 0:
+            raise ValueError(f"qe_alpha must be >= 0, got {self.qe_alpha}")
+        if self.dba_k < 0:
+            raise ValueError(f"dba_k must be >= 0 (0 = off), got {self.dba_k}")
+
+
+@dataclass(frozen=True)
+class RerankGrid:
+    """``rerank.grid``: the values tried for each knob; an empty list means the configured value.
+
+    The settings are the product of the three lists; all empty = only the configured setting.
+    """
+
+    k1: list[int] = field(default_factory=list)
+    k2: list[int] = field(default_factory=list)
+    lambda_value: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RerankStageConfig(RerankConfig):
+    """params.yaml section ``rerank``: the re-ranking knobs, the grid, and where the lists go."""
+
+    out: str = "outputs/rerank"
+    grid: RerankGrid = field(default_factory=RerankGrid)
+
+    def validate(self) -> None:
+        super().validate()
+        for k1, k2, lambda_value in self.grid_settings():
+            try:
+                check_rerank_params(k1, k2, lambda_value, error=ValueError)
+            except ValueError as error:
+                raise ValueError(f"grid: {error}") from error
+
+    def grid_settings(self) -> list[tuple[int, int, float]]:
+        """Every (k1, k2, lambda_value) of the grid, in grid order; an empty axis is the configured value."""
+        grid = self.grid
+        return list(itertools.product(grid.k1 or [self.k1], grid.k2 or [self.k2], grid.lambda_value or [self.lambda_value]))
+
+
+@dataclass(frozen=True)
+class FuseConfig:
+    """params.yaml section ``fuse``."""
+
+    out: str = "outputs/fused.npz"
+    weights_out: str = "outputs/fuse.json"
+    weights: dict[str, float] = field(default_factory=dict)  # model -> weight; unlisted models get 1
+    # auto: per model the option (raw or a re-ranking setting) with the best out-of-fold score
+    source: Literal["auto", "reranked", "raw"] = "auto"
+    method: Literal["distance", "rank_voting"] = "distance"
+    tune: bool = True  # on the out-of-fold lists (the default source, auto, needs it)
+    grid_step: float = 0.1
+
+    def validate(self) -> None:
+        if any(w < 0 for w in self.weights.values()):
+            raise ValueError("weights must not be negative")
+        if self.source == "auto" and not self.tune:
+            raise ValueError("source 'auto' chooses on the out-of-fold lists and needs tune: true; without tuning set source: raw or reranked")
+
+
+@dataclass(frozen=True)
+class SubmitConfig:
+    """params.yaml section ``submit``."""
+
+    out: str = "outputs/submission.csv"
+    length: int = 10
+
+    def validate(self) -> None:
+        if self.length < 1:
+            raise ValueError("length must be at least 1")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """params.yaml section ``evaluate``."""
+
+    out: str = "outputs/metrics.json"
+    cmc: str = "outputs/cmc.csv"
+    report: str = "outputs/report"  # CMC picture and rank lists
+    k: int = 10
+    cmc_ranks: tuple[int, ...] = (1, 5, 10, 20)  # CMC@r in metrics.json (capped to the gallery size); the curve runs to the largest
+    camera_filter: bool = False  # Market-1501 protocol; off where cameras carry no viewpoint (grocery)
+    centroid: bool = False  # also score each model against per-identity mean gallery embeddings
+    tar_fars: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
+    ranklists: int = 3  # best and worst queries drawn
+
+    def validate(self) -> None:
+        if self.k < 1 or self.ranklists < 0:
+            raise ValueError("k must be at least 1 and ranklists at least 0")
+        if not self.cmc_ranks or min(self.cmc_ranks) < 1:
+            raise ValueError(f"cmc_ranks must be a non-empty list of ranks >= 1, got {list(self.cmc_ranks)}")
+
+
+@dataclass(frozen=True)
+class DuplicatesConfig:
+    """params.yaml section ``duplicates`` (pipeline/evaluate/duplicates.py)."""
+
+    out: str = "outputs/duplicates"  # groups.csv, merge.csv, summary.json, sheets/group_NNN.png
+    model: str = "lite0"  # which trained model's classifier (a train.models name) ...
+    fold: int = 0  # ... and which of its folds
+    threshold: float = 0.5  # cosine similarity of classifier rows at which labels join a group
+    linkage: Literal["single", "average", "complete"] = "average"
+    sheets: int = 20  # contact sheets drawn, most similar groups first
+    images_per_label: int = 4  # training images shown per label in a sheet
+
+    def validate(self) -> None:
+        if not -1.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be in (-1, 1), got {self.threshold}")
+        if self.sheets < 0 or self.images_per_label < 1:
+            raise ValueError("sheets must not be negative and images_per_label must be at least 1")

@@ -1,0 +1,89 @@
+"""The rerank stage's library step: option names, lists per option, checks run once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.chain.rerank_step import rerank_model, rerank_options
+from pipeline.config import from_mapping
+from pipeline.errors import ConfigError, DataError
+from pipeline.infer.store import FeatureSet, ModelFeatures
+from pipeline.retrieval import expansion, rerank, search, validate
+from pipeline.retrieval.rerank import k_reciprocal_rerank
+from pipeline.retrieval.search import rank_from_distance
+from pipeline.sections import RerankGrid, RerankStageConfig
+
+
+def clustered(n: int, dim: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(6, dim))
+    return (centres[rng.integers(0, 6, n)] + 0.3 * rng.normal(size=(n, dim))).astype(np.float32)
+
+
+def features(nq: int = 12, ng: int = 30, oof_folds: tuple[int, ...] = (0,)) -> ModelFeatures:
+    x = clustered(nq + ng, 8, 1)
+    ids = [f"i{i}.jpg" for i in range(nq + ng)]
+    oof = {}
+    for fold in oof_folds:
+        y = clustered(20, 8, 10 + fold)
+        oof[fold] = (FeatureSet(y[:5], ids[:5]), FeatureSet(y[5:], ids[5:20]))
+    return ModelFeatures(FeatureSet(x[:nq], ids[:nq]), FeatureSet(x[nq:], ids[nq:nq + ng]), oof)
+
+
+def test_options_are_raw_configured_then_the_other_grid_settings():
+    cfg = RerankStageConfig(k1=4, k2=2, grid=RerankGrid(k1=[3, 4], k2=[2]))
+    assert [o.name for o in rerank_options(cfg)] == ["raw", "reranked", "reranked_k1-3_k2-2_lambda-0.3"]
+    assert rerank_options(cfg)[2].settings() == {"k1": 3, "k2": 2, "lambda_value": 0.3}
+    off = RerankStageConfig(enabled=False, grid=RerankGrid(k1=[3, 4]))
+    assert [o.name for o in rerank_options(off)] == ["raw", "reranked"]
+    assert rerank_options(off)[1].settings() is None
+
+
+def test_lists_match_brute_force_cosine_and_the_exact_reranking():
+    model = features()
+    cfg = RerankStageConfig(k1=4, k2=2, candidates=1000, grid=RerankGrid(k1=[3]))
+    sets = rerank_model(model, cfg)
+    assert sorted(sets) == sorted(f"{p}{n}" for p in ("", "oof0_") for n in ("raw", "reranked", "reranked_k1-3_k2-2_lambda-0.3"))
+    q, g = model.query.features, model.gallery.features
+    cos = 1 - (q / np.linalg.norm(q, axis=1, keepdims=True)) @ (g / np.linalg.norm(g, axis=1, keepdims=True)).T
+    # candidates is capped at the gallery size: the lists are full rankings.
+    np.testing.assert_array_equal(sets["raw"].indices, np.argsort(cos, axis=1, kind="stable"))
+    np.testing.assert_allclose(sets["raw"].values, np.sort(cos, axis=1), atol=1e-5)
+    for name, k1 in (("reranked", 4), ("reranked_k1-3_k2-2_lambda-0.3", 3)):
+        full = k_reciprocal_rerank(q, g, k1, 2, 0.3)
+        np.testing.assert_array_equal(sets[name].indices, rank_from_distance(full, 30))
+    oq, og = model.oof[0]
+    full = k_reciprocal_rerank(oq.features, og.features, 4, 2, 0.3)
+    np.testing.assert_array_equal(sets["oof0_reranked"].indices, rank_from_distance(full, 15))
+
+
+def test_features_and_knobs_are_checked_once_per_feature_set(monkeypatch):
+    cfg = from_mapping(RerankStageConfig, {"k1": 4, "k2": 2, "grid": {"k1": [3, 4], "k2": [1, 2]}}, "params.yaml", "rerank")
+    feature_checks, knob_checks = [], []
+    real_check, real_knobs = validate.check_features, rerank.check_rerank_params
+
+    def counted_check(name, array):
+        feature_checks.append(name)
+        return real_check(name, array)
+
+    def counted_knobs(*args, **kwargs):
+        knob_checks.append(args)
+        return real_knobs(*args, **kwargs)
+
+    for module in (validate, search, expansion):
+        monkeypatch.setattr(module, "check_features", counted_check)
+    monkeypatch.setattr(rerank, "check_rerank_params", counted_knobs)
+    rerank_model(features(oof_folds=()), cfg)
+    assert feature_checks == ["query", "gallery"]  # five options, one check of each input
+    assert knob_checks == []  # checked when the config was read
+
+
+def test_bad_features_name_the_set_and_a_bad_grid_is_a_config_error():
+    model = features()
+    broken = model.query.features.copy()
+    broken[2, 0] = np.nan
+    with pytest.raises(DataError, match="test set: query: row 2"):
+        rerank_model(ModelFeatures(FeatureSet(broken, model.query.ids), model.gallery, {}), RerankStageConfig(k1=4, k2=2))
+    with pytest.raises(ConfigError, match="grid: k1"):
+        from_mapping(RerankStageConfig, {"grid": {"k1": [0]}}, "params.yaml", "rerank")
