@@ -23,6 +23,7 @@ from pipeline.sections import (
     ExtractConfig,
     FoldsConfig,
     FuseConfig,
+    MutualConfig,
     PreprocessConfig,
     RerankStageConfig,
     SubmitConfig,
@@ -98,6 +99,7 @@ class StageParams:
     preprocess = _Section(PreprocessConfig)
     folds = _Section(FoldsConfig)
     train = _Section(TrainStageConfig)
+    mutual = _Section(MutualConfig)
     extract = _Section(ExtractConfig)
     rerank = _Section(RerankStageConfig)
     fuse = _Section(FuseConfig)
@@ -130,6 +132,10 @@ class StageParams:
     def checkpoint(self, model: str, fold: int) -> Path:
         """The weights extract reads for one fold model."""
         return self.fold_dir(model, fold).best
+
+    def mutual_dir(self, pair: str) -> Path:
+        """A mutual-learning pair's folder: its models inside in train's layout (``fold_dir``)."""
+        return Path(self.mutual.out) / pair
 
     def recipe(self, model: str) -> Path:
         return Path(self.train.recipes) / f"{model}.yaml"

@@ -250,9 +250,15 @@ class RerankStageConfig(RerankConfig):
 
     out: str = "outputs/rerank"
     grid: RerankGrid = field(default_factory=RerankGrid)
+    # > 0: every list re-sorted by its distance + local_weight x the AlignedReID aligned local
+    # distance (on the candidates only; extract then stores local features). 0: global only,
+    # the paper's finding and the default (benchmarks/results/bench_aligned_mutual.md).
+    local_weight: float = 0.0
 
     def validate(self) -> None:
         super().validate()
+        if self.local_weight < 0:
+            raise ValueError(f"local_weight must be >= 0 (0: global distance only), got {self.local_weight}")
         for k1, k2, lambda_value in self.grid_settings():
             try:
                 check_rerank_params(k1, k2, lambda_value, error=ValueError)
@@ -263,6 +269,32 @@ class RerankStageConfig(RerankConfig):
         """Every (k1, k2, lambda_value) of the grid, in grid order; an empty axis is the configured value."""
         grid = self.grid
         return list(itertools.product(grid.k1 or [self.k1], grid.k2 or [self.k2], grid.lambda_value or [self.lambda_value]))
+
+
+@dataclass(frozen=True)
+class MutualConfig:
+    """params.yaml section ``mutual``: which model pairs learn together, and the mutual terms."""
+
+    pairs: list[str]  # "<modelA>+<modelB>" recipe names from train.models; [] = off
+    out: str = "outputs/mutual"  # <out>/<pair>/...: see pipeline/train/mutual.py
+    kl_weight: float = 1.0
+    metric_weight: float = 1.0
+
+    def validate(self) -> None:
+        for pair in self.pairs:
+            split_pair(pair)
+        if len(set(self.pairs)) != len(self.pairs):
+            raise ValueError("pairs must not repeat")
+        if self.kl_weight < 0 or self.metric_weight < 0:
+            raise ValueError(f"kl_weight and metric_weight must be >= 0, got {self.kl_weight}, {self.metric_weight}")
+
+
+def split_pair(pair: str) -> tuple[str, str]:
+    """'lite0+lite1' -> ('lite0', 'lite1'); mutual learning needs two different models."""
+    names = pair.split("+")
+    if len(names) != 2 or not all(names) or names[0] == names[1]:
+        raise ConfigError(f"mutual.pairs: '{pair}' must name two different models as '<modelA>+<modelB>'")
+    return names[0], names[1]
 
 
 @dataclass(frozen=True)

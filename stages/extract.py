@@ -20,7 +20,9 @@ def main(argv: list[str] | None = None) -> None:
     missing = [str(p) for p in checkpoints.values() if not p.is_file()]
     if missing:
         raise DataError(f"missing checkpoints (run the train stages first): {', '.join(missing)}")
-    features = extract_model(checkpoints, params.cache(), read_folds(params.folds_file()), params.extract)
+    # local features are stored only when retrieval uses them
+    local = params.rerank.local_weight > 0
+    features = extract_model(checkpoints, params.cache(), read_folds(params.folds_file()), params.extract, local=local)
     save_features(params.features(args.model), features, dtype=params.extract.dtype)
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from pipeline.errors import PipelineError
-from pipeline.infer.store import ModelFeatures
+from pipeline.errors import DataError, PipelineError
+from pipeline.infer.store import FeatureSet, ModelFeatures
 from pipeline.retrieval.candidates import CandidateLists
 from pipeline.retrieval.retrieve import nearest, retrieve_checked
 from pipeline.retrieval.validate import check_pair
@@ -56,25 +56,34 @@ def rerank_options(cfg: RerankStageConfig) -> list[RerankOption]:
     return options
 
 
-def model_candidates(query: np.ndarray, gallery: np.ndarray, cfg: RerankStageConfig, where: str) -> dict[str, CandidateLists]:
+def model_candidates(query: FeatureSet, gallery: FeatureSet, cfg: RerankStageConfig, where: str) -> dict[str, CandidateLists]:
     """Every option's lists of one query and gallery set; ``where`` names the set in errors.
 
     The features are checked once here and ``cfg`` (grid included) when it was read, so each
-    option runs on them unchecked.
+    option runs on them unchecked. With ``rerank.local_weight`` > 0 every option's lists are
+    re-sorted by global + weighted AlignedReID local distance.
     """
     try:
-        q, g = check_pair(query, gallery)
+        q, g = check_pair(query.features, gallery.features)
     except PipelineError as error:
         raise type(error)(f"{where}: {error}") from error
+    if cfg.local_weight and (query.local is None or gallery.local is None):
+        raise DataError(f"{where}: rerank.local_weight > 0 needs local features: rerun the extract stage")
     cfg = replace(cfg, candidates=min(cfg.candidates, len(g)))
     sets: dict[str, CandidateLists] = {}
     for option in rerank_options(cfg):
         try:
             if option.name == RAW:
-                sets[option.name] = nearest(q, g, cfg.candidates)
+                lists = nearest(q, g, cfg.candidates)
             else:
                 setting = cfg if option.k1 is None else replace(cfg, k1=option.k1, k2=option.k2, lambda_value=option.lambda_value)
-                sets[option.name] = retrieve_checked(q, g, setting)
+                lists = retrieve_checked(q, g, setting)
+            if cfg.local_weight:
+                # imported here: the local distance needs torch, which this stage otherwise never loads
+                from pipeline.retrieval.local_rescore import add_local_distance
+
+                lists = add_local_distance(lists, query.local, gallery.local, cfg.local_weight)
+            sets[option.name] = lists
         except PipelineError as error:
             raise type(error)(f"{where}, option '{option.name}': {error}") from error
     return sets
@@ -82,8 +91,8 @@ def model_candidates(query: np.ndarray, gallery: np.ndarray, cfg: RerankStageCon
 
 def rerank_model(features: ModelFeatures, cfg: RerankStageConfig) -> dict[str, CandidateLists]:
     """Named lists for the rerank stage's ``.npz``: '<option>' (test) and 'oof<F>_<option>'."""
-    sets = model_candidates(features.query.features, features.gallery.features, cfg, "test set")
+    sets = model_candidates(features.query, features.gallery, cfg, "test set")
     for fold, (query, gallery) in sorted(features.oof.items()):
-        oof = model_candidates(query.features, gallery.features, cfg, f"fold {fold} out-of-fold set")
+        oof = model_candidates(query, gallery, cfg, f"fold {fold} out-of-fold set")
         sets.update({f"oof{fold}_{name}": lists for name, lists in oof.items()})
     return sets

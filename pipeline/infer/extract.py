@@ -15,7 +15,8 @@ from pipeline.data.folds import fold_indices
 from pipeline.data.torch_data import batch_tensor, normalize_batch
 from pipeline.infer.foreground import activation_mask
 from pipeline.infer.store import FeatureSet, ModelFeatures
-from pipeline.infer.tta import average_fold_features, extract_features, scale_batch
+from pipeline.errors import ConfigError
+from pipeline.infer.tta import average_fold_features, extract_parts, scale_batch
 from pipeline.models import ReIDModel
 from pipeline.train.distributed import resolve_device
 from pipeline.train.trained import load_trained_model
@@ -37,27 +38,33 @@ def extract_model(
     cache_dir: Path,
     folds: pd.DataFrame,
     cfg: ExtractConfig,
+    local: bool = False,
 ) -> ModelFeatures:
-    """Run every fold checkpoint of one model over the query, gallery and its held-out rows."""
+    """Run every fold checkpoint of one model over the query, gallery and its held-out rows;
+    with ``local``, the AlignedReID local features too (the recipe must have a local branch)."""
     device = resolve_device(cfg.device, "extract.device")
     query, gallery, train = (open_split(cache_dir, s) for s in ("query", "gallery", "train"))
     train_ids = train.table["image"].tolist()
-    per_fold_query: list[np.ndarray] = []
-    per_fold_gallery: list[np.ndarray] = []
+    per_fold: dict[str, list[tuple[np.ndarray, np.ndarray | None]]] = {"query": [], "gallery": []}
     oof: dict[int, tuple[FeatureSet, FeatureSet]] = {}
     foreground = None
     for fold, path in sorted(checkpoints.items()):
         model, meta = load_trained_model(path, device=str(device))
-        common = dict(input_size=meta["input_size"], mean=meta["mean"], std=meta["std"], cfg=cfg)
+        if local and model.local is None:
+            raise ConfigError(
+                f"{path}: rerank.local_weight > 0 needs local features, but this model has no "
+                "local branch (its recipe's model.local_stripes is 0)"
+            )
         if cfg.suppress_background and cfg.foreground_pictures and foreground is None:  # first fold's model
             foreground = foreground_masks(model, query.images[: cfg.foreground_pictures], meta["input_size"],
                                           meta["mean"], meta["std"], cfg.suppress_threshold)
-        per_fold_query.append(extract_features(model, query.images, description=f"fold {fold} query", **common))
-        per_fold_gallery.append(extract_features(model, gallery.images, description=f"fold {fold} gallery", **common))
+        common = dict(input_size=meta["input_size"], mean=meta["mean"], std=meta["std"], cfg=cfg, local=local)
+        for role, split_set in (("query", query), ("gallery", gallery)):
+            per_fold[role].append(extract_parts(model, split_set.images, description=f"fold {fold} {role}", **common))
         split = fold_indices(folds, fold)
         oof[fold] = tuple(  # type: ignore[assignment]
-            FeatureSet(
-                extract_features(model, train.images[rows], description=f"fold {fold} held-out {role}", **common),
+            _feature_set(
+                extract_parts(model, train.images[rows], description=f"fold {fold} held-out {role}", **common),
                 [train_ids[i] for i in rows],
             )
             for role, rows in (("query", split.val_query), ("gallery", split.val_gallery))
@@ -65,9 +72,18 @@ def extract_model(
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    return ModelFeatures(
-        query=FeatureSet(average_fold_features(per_fold_query), query.table["image"].tolist()),
-        gallery=FeatureSet(average_fold_features(per_fold_gallery), gallery.table["image"].tolist()),
-        oof=oof,
-        foreground=foreground,
+    query_set, gallery_set = (
+        _feature_set(_average_folds(per_fold[role]), table["image"].tolist())
+        for role, table in (("query", query.table), ("gallery", gallery.table))
     )
+    return ModelFeatures(query=query_set, gallery=gallery_set, oof=oof, foreground=foreground)
+
+
+def _feature_set(parts: tuple[np.ndarray, np.ndarray | None], ids: list[str]) -> FeatureSet:
+    return FeatureSet(parts[0], ids, parts[1])
+
+
+def _average_folds(per_fold: list[tuple[np.ndarray, np.ndarray | None]]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The fold ensemble of the global features, and of the local ones where present."""
+    local = [part[1] for part in per_fold if part[1] is not None]
+    return average_fold_features([part[0] for part in per_fold]), average_fold_features(local) if local else None

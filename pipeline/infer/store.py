@@ -3,6 +3,8 @@
     <dir>/query.npy, query.txt          test queries (rows in query.csv order)
     <dir>/gallery.npy, gallery.txt      test gallery
     <dir>/oof<F>_query.npy, ...         fold F's held-out identities, for tuning the fusion
+    <dir>/<set>_local.npy               AlignedReID local features (N, stripes, D) of a set, only
+                                        when retrieval uses them (rerank.local_weight > 0)
     <dir>/foreground_masks.npy          with background suppression: the first queries' masks (report)
 
 Ids are the ``image`` paths of the CSVs, one per line. Nothing is pickled.
@@ -26,16 +28,19 @@ _FOREGROUND = "foreground_masks.npy"
 
 @dataclass(frozen=True)
 class FeatureSet:
-    """Features (N, D) with their image ids."""
+    """Features (N, D) with their image ids, and optionally local features (N, stripes, D)."""
 
     features: np.ndarray
     ids: list[str]
+    local: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.features.ndim != 2 or len(self.features) != len(self.ids):
             raise DataError(
                 f"features of shape {self.features.shape} do not match {len(self.ids)} ids"
             )
+        if self.local is not None and (self.local.ndim != 3 or len(self.local) != len(self.ids)):
+            raise DataError(f"local features of shape {self.local.shape} do not match {len(self.ids)} ids")
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,8 @@ def save_features(directory: str | Path, features: ModelFeatures, dtype: str = "
     with atomic_dir(directory) as tmp:
         for name, feature_set in _sets(features).items():
             np.save(tmp / f"{name}.npy", feature_set.features.astype(dtype), allow_pickle=False)
+            if feature_set.local is not None:
+                np.save(tmp / f"{name}_local.npy", feature_set.local.astype(dtype), allow_pickle=False)
             (tmp / f"{name}.txt").write_text("\n".join(feature_set.ids) + "\n", encoding="utf-8")
         if features.foreground is not None:
             np.save(tmp / _FOREGROUND, features.foreground.astype(bool), allow_pickle=False)
@@ -74,7 +81,13 @@ def _load_set(directory: Path, name: str) -> FeatureSet:
     ids = ids_path.read_text(encoding="utf-8").splitlines()
     if len(ids) != len(array):
         raise DataError(f"{ids_path}: {len(ids)} ids for {len(array)} rows in {array_path.name}")
-    return FeatureSet(array, ids)
+    local_path = directory / f"{name}_local.npy"
+    local = None
+    if local_path.is_file():
+        local = np.load(local_path, allow_pickle=False).astype(np.float32)
+        if local.ndim != 3 or len(local) != len(array) or not np.isfinite(local).all():
+            raise DataError(f"{local_path}: expected finite (N={len(array)}, stripes, D) local features, got {local.shape}")
+    return FeatureSet(array, ids, local)
 
 
 def load_features(directory: str | Path) -> ModelFeatures:

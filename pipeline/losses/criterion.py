@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from pipeline.losses.aligned_triplet import AlignedLocalTripletLoss
 from pipeline.losses.center import CenterLoss
 from pipeline.losses.centroid_triplet import CentroidTripletLoss
 from pipeline.losses.triplet import BatchHardTripletLoss
@@ -30,6 +31,9 @@ class LossConfig:
     xbm_weight: float = 0.0
     xbm_size: int = 1024  # memory size in samples
     xbm_start_iteration: int = 0
+    # AlignedReID local triplet (needs model.local_stripes > 0): hard pairs mined on the global
+    # features, margin triplet_margin (pipeline/losses/aligned_triplet.py)
+    local_triplet_weight: float = 0.0
 
     def validate(self) -> None:
         weights = {
@@ -38,6 +42,7 @@ class LossConfig:
             "center_weight": self.center_weight,
             "centroid_triplet_weight": self.centroid_triplet_weight,
             "xbm_weight": self.xbm_weight,
+            "local_triplet_weight": self.local_triplet_weight,
         }
         for name, value in weights.items():
             if value < 0:
@@ -90,6 +95,7 @@ class ReIDCriterion(nn.Module):
             if c.xbm_weight
             else None
         )
+        self.local = AlignedLocalTripletLoss(c.triplet_margin, c.triplet_normalize) if c.local_triplet_weight else None
 
     def forward(
         self, output: ModelOutput, labels: Tensor, iteration: int, metric_mask: Tensor | None = None
@@ -119,6 +125,11 @@ class ReIDCriterion(nn.Module):
             terms["centroid"] = (c.centroid_triplet_weight, centroid)
         if self.xbm is not None:
             terms["xbm"] = (c.xbm_weight, self.xbm(pair_features, pair_labels, iteration) if enough else zero)
+        if self.local is not None:
+            if output.local_features is None:
+                raise ValueError("loss.local_triplet_weight > 0 needs a model with a local branch (model.local_stripes > 0)")
+            local = output.local_features.to(features.dtype)[keep]
+            terms["local"] = (c.local_triplet_weight, self.local(pair_features, local, pair_labels) if enough else zero)
         total = sum(weight * value for weight, value in terms.values())
         values = torch.stack([value.detach().float() for _, value in terms.values()]).tolist()  # one sync
         return total, dict(zip(terms, values))

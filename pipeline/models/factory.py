@@ -12,6 +12,7 @@ from pipeline.errors import ConfigError
 from pipeline.models.backbone import create_backbone, zero_init_residual_branches
 from pipeline.models.freeze import freeze_stages
 from pipeline.models.heads import create_head
+from pipeline.models.local_branch import LocalBranch
 from pipeline.models.model import ReIDModel
 from pipeline.models.neck import create_neck, init_kaiming
 from pipeline.models.pretrained import package_weights
@@ -42,6 +43,10 @@ class ModelConfig:
     drop_path_rate: float = 0.0
     # start every residual block as the identity (from-scratch training only)
     zero_init_residual: bool = False
+    # AlignedReID local branch: horizontal stripes of the last feature map (0: no branch),
+    # each reduced to local_dim by a 1x1 conv + BN + ReLU (pipeline/models/local_branch.py)
+    local_stripes: int = 0
+    local_dim: int = 128
 
     def validate(self) -> None:
         checks = [
@@ -63,6 +68,8 @@ class ModelConfig:
             (self.frozen_stages >= 0, f"frozen_stages must be >= 0, got {self.frozen_stages}"),
             (self.embedding in ("post_bn", "pre_bn"), f"embedding must be post_bn or pre_bn, got {self.embedding!r}"),
             (0 <= self.drop_path_rate < 1, f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}"),
+            (self.local_stripes >= 0, f"local_stripes must be >= 0 (0: no local branch), got {self.local_stripes}"),
+            (self.local_dim >= 1, f"local_dim must be >= 1, got {self.local_dim}"),
             (
                 not (self.zero_init_residual and (self.pretrained or self.pretrained_file)),
                 "zero_init_residual would erase pretrained weights; use it only when training from scratch",
@@ -115,6 +122,7 @@ def create_model(config: ModelConfig, num_classes: int) -> ReIDModel:
         dropout=config.dropout,
         embedding=config.embedding,
         config=config,
+        local=LocalBranch(width, config.local_stripes, config.local_dim) if config.local_stripes else None,
     )
     freeze_stages(model.backbone, config.frozen_stages)
     return model

@@ -15,6 +15,7 @@ class ModelOutput:
     features: Tensor  # pre-neck (B, D): the metric losses' input
     embeddings: Tensor  # post-neck (B, D): the classifier's input
     logits: Tensor | None  # (B, C), margins applied when labels are given; None without a head
+    local_features: Tensor | None = None  # (B, stripes, D) AlignedReID local branch; None without one
 
 
 class ReIDModel(nn.Module):
@@ -37,6 +38,7 @@ class ReIDModel(nn.Module):
         dropout: float = 0.0,
         embedding: str = "post_bn",
         config: Any = None,
+        local: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if embedding not in ("post_bn", "pre_bn"):
@@ -51,30 +53,40 @@ class ReIDModel(nn.Module):
         self.num_classes = num_classes
         self.embedding = embedding
         self.config = config
+        self.local = local  # AlignedReID local branch on the last feature map (local_branch.py)
         # timm sets output_fmt on channels-last families (e.g. swin); NCHW otherwise
         self._channels_last = getattr(backbone, "output_fmt", "NCHW") == "NHWC"
 
     def feature_map(self, images: Tensor) -> Tensor:
-        """The backbone's final feature map as (B, C, H, W) (token sequences as (B, C, N, 1))."""
+        """The backbone's last feature map as (B, C, H, W) (token sequences as (B, C, N, 1))."""
         x = self.backbone.forward_features(images)
         if x.ndim == 3:  # token sequences (B, N, C), e.g. ViT: pooled over the tokens
-            x = x.transpose(1, 2).unsqueeze(-1)
-        elif self._channels_last:
-            x = x.permute(0, 3, 1, 2)
-        return x
-
-    def _pooled(self, images: Tensor) -> Tensor:
-        return self.pooling(self.feature_map(images))
+            if self.local is not None:
+                raise ValueError("model.local_stripes needs a backbone with a 2-D feature map, not tokens")
+            return x.transpose(1, 2).unsqueeze(-1)
+        return x.permute(0, 3, 1, 2) if self._channels_last else x
 
     def forward(self, images: Tensor, labels: Tensor | None = None) -> ModelOutput:
-        features = self.reduction(self._pooled(images))
+        x = self.feature_map(images)
+        features = self.reduction(self.pooling(x))
         embeddings = self.neck(features)
         logits = None if self.head is None else self.head(self.dropout(embeddings), labels)
-        return ModelOutput(features=features, embeddings=embeddings, logits=logits)
+        local = None if self.local is None else self.local(x)
+        return ModelOutput(features=features, embeddings=embeddings, logits=logits, local_features=local)
 
     def embed(self, images: Tensor) -> Tensor:
         """The retrieval embedding (not normalised); needs no labels and skips the head."""
-        return self.embed_pooled(self._pooled(images))
+        return self.embed_parts(images, local=False)[0]
+
+    def embed_parts(self, images: Tensor, local: bool) -> tuple[Tensor, Tensor | None]:
+        """The retrieval embedding and, if ``local``, the local features (B, stripes, D)."""
+        x = self.feature_map(images)
+        embedding = self.embed_pooled(self.pooling(x))
+        if not local:
+            return embedding, None
+        if self.local is None:
+            raise ValueError("local features asked of a model without a local branch (model.local_stripes is 0)")
+        return embedding, self.local(x)
 
     def embed_pooled(self, pooled: Tensor) -> Tensor:
         """The retrieval embedding of already pooled features (B, C), e.g. pooled under a mask."""
@@ -87,14 +99,14 @@ class ReIDModel(nn.Module):
         return self
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        """{"backbone": ..., "head": pooling + reduction + neck + classifier} for two learning rates.
+        """{"backbone": ..., "head": pooling + reduction + neck + classifier (+ local branch)} for two learning rates.
 
         Frozen backbone parameters are included, so ``unfreeze`` needs no new optimiser (an
         optimiser skips parameters without gradients); the BNNeck bias, frozen for good, is not.
         """
         head = [
             p
-            for part in (self.pooling, self.reduction, self.neck, self.head)
+            for part in (self.pooling, self.reduction, self.neck, self.head, self.local)
             if part is not None
             for p in part.parameters()
             if p.requires_grad

@@ -4,5 +4,5 @@ Modules: search (search_topk, pairwise_distance, rank_from_distance), rerank
 (k_reciprocal_rerank: exact), rerank_sparse (sparse_rerank), expansion (QE, DBA), fusion,
 retrieve (the rerank stage's one call, returning candidates.CandidateLists), candidates (the
 lists the rerank, fuse and evaluate stages exchange), validate (input checks), backend + kreciprocal (the
-array-namespace core).
+array-namespace core); aligned + local_rescore (AlignedReID's local distance, torch).
 """

@@ -37,7 +37,7 @@ from pipeline.data.transforms import SeededAugment, build_train_transforms
 from pipeline.errors import DataError
 from pipeline.losses import ReIDCriterion
 from pipeline.params import FoldDir
-from pipeline.models import create_model, input_normalisation, unfreeze
+from pipeline.models import ModelOutput, create_model, input_normalisation, unfreeze
 from pipeline.train import distributed as ddp
 from pipeline.train.amp import autocast, make_scaler, resolve_amp
 from pipeline.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -60,10 +60,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def fingerprint(recipe: Recipe, data: FoldData, world_size: int) -> str:
-    """What a checkpoint must match to be resumed: the recipe and the exact fold data."""
+def fingerprint(recipe: Recipe | dict[str, Any], data: FoldData, world_size: int) -> str:
+    """What a checkpoint must match to be resumed: the recipe (or ``Trainer.describe()``) and
+    the exact fold data."""
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(json.dumps(dataclasses.asdict(recipe), sort_keys=True, default=str).encode())
+    described = recipe if isinstance(recipe, dict) else dataclasses.asdict(recipe)
+    digest.update(json.dumps(described, sort_keys=True, default=str).encode())
     digest.update(f"world_size={world_size}".encode())
     for rows in (data.train_rows, data.query_rows, data.gallery_rows):
         digest.update(np.ascontiguousarray(rows, dtype=np.int64).tobytes())
@@ -110,6 +112,18 @@ class Trainer:
         self.frozen = recipe.model.frozen_stages > 0
         self.net = ddp.wrap_model(self.model, info)
         self.step = 0  # optimiser iterations so far (XBM's start iteration counts these)
+
+    def describe(self) -> dict[str, Any]:
+        """What defines this run besides the data (the checkpoint fingerprint's input)."""
+        return dataclasses.asdict(self.recipe)
+
+    def meta(self, model_name: str, fold: int) -> dict[str, Any]:
+        """What extraction needs to know of the model besides its weights."""
+        return {
+            "model_name": model_name, "fold": fold, "backbone": self.recipe.model.backbone,
+            "input_size": self.recipe.train.input_size, "mean": list(self.mean), "std": list(self.std),
+            "feature_dim": self.model.feature_dim, "num_classes": self.num_classes,
+        }
 
     # -- state -------------------------------------------------------------------------
 
@@ -186,18 +200,33 @@ class Trainer:
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float] | None:
         """Forward, loss, backward, update; None (and no update) when the loss is not finite."""
+        total, parts, _ = self.forward_loss(images, labels)
+        self.zero_grad()
+        if not ddp.all_finite(total, self.info):
+            return None
+        self.scaler.scale(total).backward()
+        self.update()
+        return {"loss": float(total.detach()), **{k: float(v) for k, v in parts.items()}}
+
+    def forward_loss(
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float], ModelOutput]:
+        """The weighted loss of one batch of raw (uint8-scaled) images, its parts, the outputs."""
         images = normalize_batch(images.to(self.device, non_blocking=True), self.mean, self.std)
         labels = labels.to(self.device, non_blocking=True)
         with autocast(self.amp, self.device):
             output = self.net(images, labels)
         # outside autocast: the criterion computes in float32 whatever the outputs' dtype
         total, parts = self.criterion(output, labels, iteration=self.step, metric_mask=self.metric_ok[labels])
+        return total, parts, output
+
+    def zero_grad(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         if self.center_optimizer is not None:
             self.center_optimizer.zero_grad(set_to_none=True)
-        if not ddp.all_finite(total, self.info):
-            return None
-        self.scaler.scale(total).backward()
+
+    def update(self) -> None:
+        """The optimiser steps after ``backward()``: centers, clipping, AMP scaling."""
         optimizers = [self.optimizer]
         if self.center_optimizer is not None:
             ddp.average_gradients(self.center_params, self.info)
@@ -210,7 +239,6 @@ class Trainer:
         for optimizer in optimizers:
             self.scaler.step(optimizer)
         self.scaler.update()
-        return {"loss": float(total.detach()), **{k: float(v) for k, v in parts.items()}}
 
     def evaluate(self) -> dict[str, float]:
         d = self.data
@@ -261,22 +289,20 @@ def fit(
     fold: int,
     info: DistInfo | None = None,
     on_epoch_end: EpochCallback | None = None,
+    make_trainer: Callable[[Recipe, FoldData, DistInfo], Trainer] = Trainer,
 ) -> dict[str, float]:
     """Train (or resume) one model on one fold; returns the final summary metrics.
 
     ``on_epoch_end(epoch, metrics)`` runs after each epoch's checkpoint is written.
+    ``make_trainer`` builds the trainer (e.g. mutual learning's, which trains two models).
     """
     info = info or DistInfo()
     out = FoldDir(Path(out_dir))
     last_path, best_path = out.last, out.best
-    trainer = Trainer(recipe, data, info)
-    print_id = fingerprint(recipe, data, info.world_size)
+    trainer = make_trainer(recipe, data, info)
+    print_id = fingerprint(trainer.describe(), data, info.world_size)
     epochs = recipe.train.epochs
-    meta = {
-        "model_name": model_name, "fold": fold, "backbone": recipe.model.backbone,
-        "input_size": recipe.train.input_size, "mean": list(trainer.mean), "std": list(trainer.std),
-        "feature_dim": trainer.model.feature_dim, "num_classes": trainer.num_classes,
-    }
+    meta = trainer.meta(model_name, fold)
 
     start_epoch, history, best = 0, [], {}
     if last_path.exists():

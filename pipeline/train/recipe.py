@@ -54,6 +54,9 @@ class Recipe:
         if self.augment.rotate90_p > 0 and height != width:
             # a quarter turn makes a W x H image that cannot share a batch with H x W ones
             raise ValueError(f"augment.rotate90_p must be 0 with a non-square train.input_size {height}x{width}")
+        if bool(self.loss.local_triplet_weight) != bool(self.model.local_stripes):
+            # one without the other: a loss with no branch, or a branch nothing trains
+            raise ValueError("loss.local_triplet_weight > 0 and model.local_stripes > 0 go together (the local branch)")
 
 
 def load_recipe(path: str | Path) -> Recipe:
