@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from pipeline.config import from_mapping, read_yaml
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, DataError
 from pipeline.sections import (
     DatasetConfig,
     DenoiseConfig,
     DuplicatesConfig,
+    DistillConfig,
     EvaluateConfig,
+    ExportConfig,
     ExtractConfig,
     FoldsConfig,
     FuseConfig,
@@ -101,6 +103,8 @@ class StageParams:
     train = _Section(TrainStageConfig)
     mutual = _Section(MutualConfig)
     extract = _Section(ExtractConfig)
+    export = _Section(ExportConfig)
+    distill = _Section(DistillConfig)
     rerank = _Section(RerankStageConfig)
     fuse = _Section(FuseConfig)
     submit = _Section(SubmitConfig)
@@ -132,6 +136,18 @@ class StageParams:
     def checkpoint(self, model: str, fold: int) -> Path:
         """The weights extract reads for one fold model."""
         return self.fold_dir(model, fold).best
+
+    def trained_checkpoints(self, model: str, folds: list[int] | None = None) -> dict[int, Path]:
+        """``checkpoint`` of each fold (train.folds by default); a missing one is an error naming it."""
+        paths = {fold: self.checkpoint(model, fold) for fold in (self.train.folds if folds is None else folds)}
+        missing = [str(path) for path in paths.values() if not path.is_file()]
+        if missing:
+            raise DataError(f"missing checkpoints (run the train stages first): {', '.join(missing)}")
+        return paths
+
+    def onnx(self, model: str, fold: int) -> Path:
+        """One fold model's exported embedding graph (the export stage's output)."""
+        return Path(self.export.out) / model / f"fold{fold}.onnx"
 
     def mutual_dir(self, pair: str) -> Path:
         """A mutual-learning pair's folder: its models inside in train's layout (``fold_dir``)."""

@@ -190,11 +190,63 @@ class ExtractConfig(TTAConfig):
 
     out: str = "outputs/features"
     foreground_pictures: int = 8  # with suppress_background: queries whose masks the report draws
+    # torch: the checkpoints; onnx: the export stage's ONNX files through onnxruntime (CPU)
+    engine: Literal["torch", "onnx"] = "torch"
 
     def validate(self) -> None:
         super().validate()
         if self.foreground_pictures < 0:
             raise ValueError(f"foreground_pictures must not be negative, got {self.foreground_pictures}")
+        if self.engine == "onnx" and self.device == "cuda":
+            raise ValueError("engine onnx runs on the CPU: set device to cpu or auto")
+        if self.engine == "onnx" and self.suppress_background:  # the exported graph ends at the embedding
+            raise ValueError("suppress_background needs engine torch: the ONNX files hold no feature map")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """params.yaml section ``export``: each fold model's embedding path as ONNX, checked."""
+
+    out: str = "outputs/onnx"  # <out>/<model>/fold<f>.onnx + check.json
+    opset: int = 17
+    check_images: int = 64  # real images (the query cache's first ones) compared per fold model
+    atol: float = 1e-4  # largest allowed |onnxruntime - PyTorch| of the L2-normalised embeddings
+    batch_size: int = 32
+
+    def validate(self) -> None:
+        if not 7 <= self.opset <= 21:
+            raise ValueError(f"opset must be within 7..21, got {self.opset}")
+        if self.check_images < 1 or self.batch_size < 1:
+            raise ValueError("check_images and batch_size must be at least 1")
+        if not self.atol > 0:
+            raise ValueError(f"atol must be positive, got {self.atol}")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """params.yaml section ``distill`` (FastReID-style knowledge distillation, pipeline/train/distill.py)."""
+
+    student: str  # a recipe in train.recipes (e.g. lite0 at a smaller input)
+    teachers: list[str]  # models of train.models; several: their ensemble (mean cosine similarities, mean logits)
+    out: str = "outputs/distill"  # <out>/<student>/fold<f>/{checkpoints,live}, as train writes
+    logit_loss: Literal["kl", "js", "none"] = "kl"
+    temperature: float = 4.0
+    logit_weight: float = 1.0
+    embedding_weight: float = 1.0  # in-batch cosine-similarity matching
+
+    def validate(self) -> None:
+        if not self.teachers or len(set(self.teachers)) != len(self.teachers):
+            raise ValueError("teachers must name at least one model, without repeats")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if self.logit_weight < 0 or self.embedding_weight < 0:
+            raise ValueError("logit_weight and embedding_weight must be >= 0")
+        if (self.logit_loss == "none" or self.logit_weight == 0) and self.embedding_weight == 0:
+            raise ValueError("no distillation term: set logit_loss and logit_weight, or embedding_weight")
+
+    @property
+    def uses_logits(self) -> bool:
+        return self.logit_loss != "none" and self.logit_weight > 0
 
 
 @dataclass(frozen=True)

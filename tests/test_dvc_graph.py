@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # dvc's own graph code warns about a deprecation in a library it uses (pygtrie); not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:_NoneStep.value:DeprecationWarning")
 
-FILES = ["dvc.yaml", "demo/dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore"]
+FILES = ["dvc.yaml", "demo/dvc.yaml", "distill/dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore"]
 
 
 def stages_of_a_bare_repro(repo: Path) -> set[str]:
@@ -41,3 +41,11 @@ def test_demo_is_upstream_only_while_dataset_root_is_the_demo(repo: Path) -> Non
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stages = stages_of_a_bare_repro(repo)
     assert "denoise" in stages and not any("demo" in stage for stage in stages)
+
+
+def test_distillation_is_opt_in_and_reads_every_teacher_checkpoint(repo: Path) -> None:
+    stages = stages_of_a_bare_repro(repo)
+    assert "export@lite0" in stages and not any("distill" in stage for stage in stages)
+    with Repo(repo) as dvc_repo:
+        upstream = {s.addressing for s in dvc_repo.stage.collect("distill/dvc.yaml:distill@0", with_deps=True)}
+    assert {"train@lite1-0", "folds", "preprocess"} <= upstream

@@ -10,11 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from pipeline.evaluate.submission import read_submission
 from pipeline.data.layout import read_split
+from pipeline.infer.store import load_features
 from pipeline.train import load_trained_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,3 +131,18 @@ def test_denoise_param_change_reruns_denoise_and_later_stages_not_the_generator(
     assert "denoise" in changed and "demo/dvc.yaml:demo" not in changed
     log = run(["dvc", "repro", "denoise"], repo)
     assert "Running stage 'denoise'" in log and "Running stage 'demo/dvc.yaml:demo'" not in log
+
+
+def test_export_checks_every_fold_and_onnx_extraction_matches_torch(repo):
+    """The export stage's files, extracted through onnxruntime (extract.engine: onnx), give the
+    features the checkpoints give."""
+    check = json.loads((repo / "outputs/onnx/tiny_lite0/check.json").read_text())
+    assert set(check["folds"]) == {"0", "1"} and all(f["max_abs_normalised"] <= 1e-4 for f in check["folds"].values())
+    torch_features = load_features(repo / "outputs/features/tiny_lite0")
+    run([sys.executable, "-c", "import yaml,pathlib; p=pathlib.Path('params.yaml'); d=yaml.safe_load(p.read_text()); "
+         "d['extract']['engine']='onnx'; p.write_text(yaml.safe_dump(d, sort_keys=False))"], repo)
+    run(["dvc", "repro", "-s", "extract@tiny_lite0"], repo)
+    onnx_features = load_features(repo / "outputs/features/tiny_lite0")
+    for ours, theirs in ((torch_features.query, onnx_features.query), (torch_features.gallery, onnx_features.gallery)):
+        assert ours.ids == theirs.ids
+        np.testing.assert_allclose(theirs.features, ours.features, atol=1e-4, rtol=0)

@@ -104,6 +104,8 @@ def test_threshold_is_validated():
         from_mapping(ExtractConfig, {"suppress_threshold": 1.5}, "params.yaml", "extract")
     with pytest.raises(ConfigError, match="extract.suppress_background"):
         from_mapping(ExtractConfig, {"suppress_background": "yes"}, "params.yaml", "extract")
+    with pytest.raises(ConfigError, match="suppress_background needs engine torch"):
+        from_mapping(ExtractConfig, {"suppress_background": True, "engine": "onnx"}, "params.yaml", "extract")
 
 
 def test_masks_are_stored_with_the_features_and_drawn(tmp_path):

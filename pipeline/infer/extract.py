@@ -3,8 +3,9 @@ its own held-out identities (out-of-fold), which is what the fusion weights are 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,9 +40,15 @@ def extract_model(
     folds: pd.DataFrame,
     cfg: ExtractConfig,
     local: bool = False,
+    load: Callable[[Path, str], tuple[torch.nn.Module, dict[str, Any]]] | None = None,
 ) -> ModelFeatures:
-    """Run every fold checkpoint of one model over the query, gallery and its held-out rows;
-    with ``local``, the AlignedReID local features too (the recipe must have a local branch)."""
+    """Run every fold model of one model over the query, gallery and its held-out rows;
+    with ``local``, the AlignedReID local features too (the recipe must have a local branch).
+
+    ``load(path, device)`` gives a fold's model (anything with ``embed``) and its meta: a
+    checkpoint's by default, an ONNX file's through onnxruntime with ``extract.engine: onnx``.
+    """
+    load = load or load_trained_model
     device = resolve_device(cfg.device, "extract.device")
     query, gallery, train = (open_split(cache_dir, s) for s in ("query", "gallery", "train"))
     train_ids = train.table["image"].tolist()
@@ -49,7 +56,7 @@ def extract_model(
     oof: dict[int, tuple[FeatureSet, FeatureSet]] = {}
     foreground = None
     for fold, path in sorted(checkpoints.items()):
-        model, meta = load_trained_model(path, device=str(device))
+        model, meta = load(path, str(device))
         if local and model.local is None:
             raise ConfigError(
                 f"{path}: rerank.local_weight > 0 needs local features, but this model has no "

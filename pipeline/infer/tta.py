@@ -109,7 +109,8 @@ def extract_parts(
         )
     if local and not any(r % 360 == 0 for r in cfg.rotations):
         raise ConfigError(f"extract.rotations {list(cfg.rotations)}: local features need the upright view (0)")
-    device = next(model.parameters()).device
+    # a module without parameters (onnxruntime's OnnxEmbedder) takes CPU tensors
+    device = next(model.parameters(), torch.empty(0)).device
     model.eval()
     chunks, local_chunks = [], []
     for start in tqdm(range(0, len(images), cfg.batch_size), desc=description, unit="batch", leave=False):

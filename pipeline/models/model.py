@@ -92,6 +92,9 @@ class ReIDModel(nn.Module):
         """The retrieval embedding of already pooled features (B, C), e.g. pooled under a mask."""
         features = self.reduction(pooled)
         return features if self.embedding == "pre_bn" else self.neck(features)
+    def retrieval_embedding(self, output: ModelOutput) -> Tensor:
+        """The part of a ``forward`` output that ``embed`` returns (for terms on both, e.g. distillation)."""
+        return output.features if self.embedding == "pre_bn" else output.embeddings
 
     def train(self, mode: bool = True) -> ReIDModel:
         super().train(mode)

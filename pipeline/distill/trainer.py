@@ -1,0 +1,54 @@
+"""Distillation (FastReID's knowledge-distillation module): a student recipe trained by the
+training loop as usual (its own losses, schedule, checkpoints, resume) plus two teacher terms:
+soft-label divergence on the classifier outputs and in-batch similarity matching."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipeline.losses.distill import js_distill, kl_distill, similarity_matching
+from pipeline.models import ModelOutput
+from pipeline.sections import DistillConfig
+from pipeline.train.data import FoldData
+from pipeline.train.distributed import DistInfo
+from pipeline.train.loop import Trainer
+from pipeline.train.recipe import Recipe
+from pipeline.distill.teacher import Teacher
+
+LOGIT_LOSSES = {"kl": kl_distill, "js": js_distill}
+
+
+class DistillTrainer(Trainer):
+    """``Trainer`` whose loss adds the teacher's terms (``train/distill_logit``, ``train/distill_embedding``)."""
+
+    def __init__(self, recipe: Recipe, data: FoldData, info: DistInfo, *, cfg: DistillConfig, teachers: Sequence[Path]) -> None:
+        super().__init__(recipe, data, info)
+        self.cfg = cfg
+        self.teacher = Teacher(teachers, num_classes=self.num_classes, device=self.device)
+
+    def forward_loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float], ModelOutput]:
+        """The recipe's loss plus the teacher's terms on the same (augmented) batch."""
+        total, parts, output = super().forward_loss(images, labels)
+        cfg = self.cfg
+        teacher_logits, teacher_similarities = self.teacher(images.to(self.device, non_blocking=True))
+        terms = {}
+        if cfg.uses_logits:
+            assert output.logits is not None  # the trainer's model always has a classifier
+            divergence = LOGIT_LOSSES[cfg.logit_loss](output.logits, teacher_logits, cfg.temperature)
+            terms["distill_logit"] = cfg.logit_weight * divergence
+        if cfg.embedding_weight > 0:
+            student = self.model.retrieval_embedding(output)
+            terms["distill_embedding"] = cfg.embedding_weight * similarity_matching(student, teacher_similarities)
+        for name, term in terms.items():
+            total, parts = total + term, {**parts, name: float(term.detach())}
+        return total, parts, output
+
+    def describe(self) -> dict[str, Any]:
+        # a retrained teacher (new bytes) must restart the student, as a changed recipe does
+        knobs = {k: v for k, v in dataclasses.asdict(self.cfg).items() if k != "out"}
+        return {**super().describe(), "distill": knobs, "teachers": self.teacher.digests}

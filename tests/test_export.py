@@ -1,0 +1,117 @@
+"""ONNX export of the embedding path: onnxruntime against PyTorch, dynamic axes, extraction
+through onnxruntime, and bad input (no checkpoint, a failed check) leaving nothing written."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.errors import DataError
+from pipeline.export import folds as export_folds_module
+from pipeline.export.folds import export_folds
+from pipeline.infer.onnx_engine import load_onnx_model
+from pipeline.infer.tta import TTAConfig, extract_features
+from pipeline.models import ModelConfig, create_model
+from pipeline.params import StageParams
+from pipeline.sections import ExportConfig
+from pipeline.train.recipe import Recipe, TrainConfig
+from pipeline.train.checkpoint import save_checkpoint
+
+MEAN, STD = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
+
+
+def write_checkpoint(path: Path, seed: int = 0) -> None:
+    """A training-format checkpoint of a tiny model whose BatchNorm statistics are not the
+    defaults: a graph traced in training mode (batch statistics) would then disagree."""
+    torch.manual_seed(seed)
+    recipe = Recipe(model=ModelConfig(backbone="test_efficientnet"), train=TrainConfig(epochs=1, input_size=24))
+    model = create_model(recipe.model, num_classes=5).train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.rand(8, 3, 24, 24) * 3 - 1)
+    save_checkpoint(path, {
+        "format": 1, "recipe": dataclasses.asdict(recipe), "num_classes": 5, "model": model.state_dict(),
+        "meta": {"model_name": "tiny", "fold": 0, "input_size": 24, "mean": MEAN, "std": STD},
+    })
+
+
+def images(n: int, size: int = 24, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> tuple[Path, Path, dict]:
+    root = tmp_path_factory.mktemp("export")
+    checkpoint = root / "models" / "tiny" / "fold0" / "checkpoints" / "best.pt"
+    checkpoint.parent.mkdir(parents=True)
+    write_checkpoint(checkpoint)
+    report = export_folds({0: checkpoint}, images(9), ExportConfig(batch_size=4), root / "onnx" / "tiny")
+    return checkpoint, root / "onnx" / "tiny", report
+
+
+def test_onnxruntime_agrees_with_pytorch_for_any_batch_and_tta_size(exported):
+    checkpoint, out, report = exported
+    from pipeline.train.trained import load_trained_model
+
+    model, meta = load_trained_model(checkpoint)
+    embedder, onnx_meta = load_onnx_model(out / "fold0.onnx")
+    assert onnx_meta == meta  # the normalisation and input size travel with the file
+    # batches 1 and 5 differ from the traced 2; side 30 is what a TTA scale of 1.25 feeds
+    for shape in [(1, 3, 24, 24), (5, 3, 24, 24), (3, 3, 30, 30)]:
+        x = torch.rand(shape) * 4 - 2
+        with torch.no_grad():
+            expected = model.embed(x)
+        assert torch.allclose(embedder.embed(x), expected, atol=1e-4, rtol=0)
+    assert report["images"] == 9 and report["folds"]["0"]["max_abs_normalised"] <= 1e-4
+    assert json.loads((out / "check.json").read_text()) == report
+    assert sorted(p.name for p in out.iterdir()) == ["check.json", "fold0.onnx"]
+
+
+def test_extraction_through_onnxruntime_matches_pytorch(exported):
+    checkpoint, out, _ = exported
+    from pipeline.train.trained import load_trained_model
+
+    model, meta = load_trained_model(checkpoint)
+    embedder, _ = load_onnx_model(out / "fold0.onnx")
+    cfg = TTAConfig(scales=(1.0, 1.25), rotations=(0, 90), flip=True, batch_size=3)
+    common = dict(input_size=meta["input_size"], mean=meta["mean"], std=meta["std"], cfg=cfg)
+    ours, theirs = extract_features(model, images(7), **common), extract_features(embedder, images(7), **common)
+    assert ours.shape == theirs.shape == (7, model.feature_dim)
+    np.testing.assert_allclose(theirs, ours, atol=1e-4, rtol=0)
+
+
+def test_a_model_without_checkpoint_is_named_and_nothing_is_written(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(f"train: {{models: [tiny], folds: [0, 1], out: {tmp_path / 'models'}}}\n")
+    present = tmp_path / "models" / "tiny" / "fold0" / "checkpoints" / "best.pt"
+    present.parent.mkdir(parents=True)
+    write_checkpoint(present)
+    missing = tmp_path / "models" / "tiny" / "fold1" / "checkpoints" / "best.pt"
+    with pytest.raises(DataError, match=f"missing checkpoints .*{missing}"):
+        StageParams(params).trained_checkpoints("tiny")
+
+
+def test_a_failed_check_keeps_the_previous_export_and_leaves_no_temporary(exported, tmp_path, monkeypatch):
+    checkpoint, out, _ = exported
+    target = tmp_path / "onnx" / "tiny"
+    export_folds({0: checkpoint}, images(2), ExportConfig(), target)
+    before = (target / "fold0.onnx").read_bytes()
+    monkeypatch.setattr(export_folds_module, "compare_embeddings", lambda *a, **k: {"max_abs_normalised": 0.5})
+    with pytest.raises(DataError, match=rf"{checkpoint}: onnxruntime and PyTorch embeddings differ by 5.00e-01"):
+        export_folds({0: checkpoint, 1: checkpoint}, images(2), ExportConfig(), target)
+    assert (target / "fold0.onnx").read_bytes() == before
+    assert sorted(p.name for p in target.parent.iterdir()) == ["tiny"]
+
+
+def test_an_unreadable_onnx_file_is_named(tmp_path):
+    with pytest.raises(DataError, match=f"{tmp_path / 'none.onnx'}: ONNX model not found"):
+        load_onnx_model(tmp_path / "none.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(DataError, match=f"{bad}: not a loadable ONNX model"):
+        load_onnx_model(bad)
