@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +131,18 @@ def read_text(path: str | os.PathLike[str], encoding: str = "utf-8") -> str:
         raise DataError(f"{path}: file not found") from error
     except UnicodeDecodeError as error:
         raise DataError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from error
+
+
+def read_string_csv(path: str | os.PathLike[str], columns: Sequence[str], not_found: str = "file not found") -> pd.DataFrame:
+    """A CSV read with every cell a string (labels such as ``007`` stay as written); a missing
+    or empty file, or a missing one of ``columns``, is a DataError naming the file."""
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError as error:
+        raise DataError(f"{path}: {not_found}") from error
+    except pd.errors.EmptyDataError as error:
+        raise DataError(f"{path}: empty file (expected the columns {','.join(columns)})") from error
+    missing = [name for name in columns if name not in table.columns]
+    if missing:
+        raise DataError(f"{path}: missing column '{missing[0]}' (expected {','.join(columns)})")
+    return table

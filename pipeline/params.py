@@ -18,6 +18,7 @@ from pipeline.errors import ConfigError, DataError
 from pipeline.sections import (
     DatasetConfig,
     DenoiseConfig,
+    DuplicatesConfig,
     DistillConfig,
     EvaluateConfig,
     ExportConfig,
@@ -108,6 +109,7 @@ class StageParams:
     fuse = _Section(FuseConfig)
     submit = _Section(SubmitConfig)
     evaluate = _Section(EvaluateConfig)
+    duplicates = _Section(DuplicatesConfig)
 
     def __init__(self, path: str | Path = DEFAULT_PARAMS) -> None:
         self.path = Path(path)

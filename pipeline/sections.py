@@ -121,6 +121,7 @@ class FoldsConfig:
     k: int = 5
     seed: int = 0
     query_fraction: float = 0.2
+    label_merge: str | None = None  # a reviewed CSV label,merged_into (pipeline/data/label_merge.py)
 
     def validate(self) -> None:
         if not self.out:
@@ -161,8 +162,14 @@ class TTAConfig:
     batch_size: int = 64
     dtype: Literal["float16", "float32"] = "float32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # pool only each view's high-activation region (pipeline/infer/foreground.py); the
+    # threshold is relative to the view's activation range (0: everything, 1: the peak)
+    suppress_background: bool = False
+    suppress_threshold: float = 0.5
 
     def validate(self) -> None:
+        if not 0.0 <= self.suppress_threshold <= 1.0:
+            raise ValueError(f"suppress_threshold must be in [0, 1], got {self.suppress_threshold}")
         if not self.scales or any(s <= 0 for s in self.scales):
             raise ValueError("scales must be a non-empty list of positive numbers")
         if not self.rotations or any(r % 90 for r in self.rotations):
@@ -182,13 +189,18 @@ class ExtractConfig(TTAConfig):
     """params.yaml section ``extract``: the TTA views plus where the features go."""
 
     out: str = "outputs/features"
+    foreground_pictures: int = 8  # with suppress_background: queries whose masks the report draws
     # torch: the checkpoints; onnx: the export stage's ONNX files through onnxruntime (CPU)
     engine: Literal["torch", "onnx"] = "torch"
 
     def validate(self) -> None:
         super().validate()
+        if self.foreground_pictures < 0:
+            raise ValueError(f"foreground_pictures must not be negative, got {self.foreground_pictures}")
         if self.engine == "onnx" and self.device == "cuda":
             raise ValueError("engine onnx runs on the CPU: set device to cpu or auto")
+        if self.engine == "onnx" and self.suppress_background:  # the exported graph ends at the embedding
+            raise ValueError("suppress_background needs engine torch: the ONNX files hold no feature map")
 
 
 @dataclass(frozen=True)
@@ -388,3 +400,22 @@ class EvaluateConfig:
             raise ValueError("k must be at least 1 and ranklists at least 0")
         if not self.cmc_ranks or min(self.cmc_ranks) < 1:
             raise ValueError(f"cmc_ranks must be a non-empty list of ranks >= 1, got {list(self.cmc_ranks)}")
+
+
+@dataclass(frozen=True)
+class DuplicatesConfig:
+    """params.yaml section ``duplicates`` (pipeline/evaluate/duplicates.py)."""
+
+    out: str = "outputs/duplicates"  # groups.csv, merge.csv, summary.json, sheets/group_NNN.png
+    model: str = "lite0"  # which trained model's classifier (a train.models name) ...
+    fold: int = 0  # ... and which of its folds
+    threshold: float = 0.5  # cosine similarity of classifier rows at which labels join a group
+    linkage: Literal["single", "average", "complete"] = "average"
+    sheets: int = 20  # contact sheets drawn, most similar groups first
+    images_per_label: int = 4  # training images shown per label in a sheet
+
+    def validate(self) -> None:
+        if not -1.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be in (-1, 1), got {self.threshold}")
+        if self.sheets < 0 or self.images_per_label < 1:
+            raise ValueError("sheets must not be negative and images_per_label must be at least 1")

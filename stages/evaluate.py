@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     submit = params.submit
     submitted = read_submission(submit.out, query.table["image"].tolist(), gallery.table["image"].tolist(), submit.length)
     rows["submission"] = score_submission(submitted, submit.length, truth, cfg)
-    write_scores(cfg, rows, fused, truth, RankListImages(query.images, gallery.images))
+    masks = {m: i.features.foreground for m, i in inputs.items() if i.features.foreground is not None}
+    write_scores(cfg, rows, fused, truth, RankListImages(query.images, gallery.images), masks)
 
 
 if __name__ == "__main__":

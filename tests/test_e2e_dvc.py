@@ -92,6 +92,9 @@ def test_repro_writes_a_valid_submission_and_scores(repo):
         "identities": held_out["label"].nunique(),
     }
     assert sorted(p.name for p in (repo / "outputs/report").iterdir()) == ["best1.png", "cmc.png", "worst1.png"]
+    duplicates = json.loads((repo / "outputs/duplicates/summary.json").read_text())
+    assert duplicates["model"] == "tiny" and duplicates["train_labels"] > 0
+    assert len(list((repo / "outputs/duplicates/sheets").glob("group_*.png"))) == min(2, duplicates["groups"])
 
 
 def test_training_records_untrained_and_trained_scores(repo):

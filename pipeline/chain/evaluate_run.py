@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.chain.evaluate_step import Truth, draw_ranklists, score_centroids, score_lists, score_raw_features, split_cmc
+from pipeline.chain.evaluate_step import Truth, draw_foreground, draw_ranklists, score_centroids, score_lists, score_raw_features, split_cmc
 from pipeline.chain.model_inputs import ModelInputs
 from pipeline.evaluate.metrics import competition_scores, metrics_table, write_metrics
 from pipeline.evaluate.plots import plot_cmc, write_cmc_plot_data
@@ -64,12 +64,18 @@ def score_submission(submitted: np.ndarray, length: int, truth: Truth, cfg: Eval
     return dict(competition_scores(submitted, truth.query["label"], truth.gallery["label"], k, truth.excluded))
 
 
-def write_scores(cfg: EvaluateConfig, rows: Rows, fused: CandidateLists, truth: Truth, images: RankListImages) -> None:
-    """metrics.json, the CMC plot data, and the report folder (CMC picture, rank lists of ``fused``)."""
+def write_scores(
+    cfg: EvaluateConfig, rows: Rows, fused: CandidateLists, truth: Truth, images: RankListImages,
+    foreground: Mapping[str, np.ndarray] | None = None,
+) -> None:
+    """metrics.json, the CMC plot data, and the report folder (CMC picture, rank lists of ``fused``,
+    and per model in ``foreground`` its background-suppression masks of the first queries)."""
     scalars, curves = split_cmc(rows)
     with atomic_dir(cfg.report) as tmp:
         plot_cmc(tmp / "cmc.png", curves)
         draw_ranklists(tmp, fused, truth, images.query, images.gallery, cfg)
+        for model, masks in (foreground or {}).items():
+            draw_foreground(tmp / f"foreground_{model}.png", model, images.query, masks)
     write_cmc_plot_data(cfg.cmc, curves)
     write_metrics(cfg.out, scalars, camera_filter=cfg.camera_filter, k=cfg.k, self_matches_excluded=len(truth.excluded))
     log.info("scores:\n%s", metrics_table(scalars))

@@ -14,6 +14,7 @@ from pipeline.retrieval.candidates import CandidateLists
 from pipeline.evaluate.metrics import competition_per_query, competition_scores
 from pipeline.evaluate.ranklist import best_and_worst_queries, render_ranklist
 from pipeline.evaluate.reid import centroid_gallery, reid_metrics, tar_at_far
+from pipeline.evaluate.sheets import dim_outside, render_sheet
 from pipeline.retrieval.search import pairwise_distance, rank_from_distance
 from pipeline.sections import EvaluateConfig
 
@@ -94,6 +95,14 @@ def draw_ranklists(
             )
             written.append(path)
     return written
+
+
+def draw_foreground(path: Path, model: str, query_images: np.ndarray, masks: np.ndarray) -> None:
+    """The first queries as cached (top row) and with the background that suppression leaves
+    out of the pooling dimmed (bottom row): ``masks`` are the extract stage's (n, h, w)."""
+    before = [query_images[i] for i in range(len(masks))]
+    after = [dim_outside(image, mask) for image, mask in zip(before, masks, strict=True)]
+    render_sheet(path, [before, after], ["before", "after: pooled region only"], f"{model}: background suppression")
 
 
 def split_cmc(rows: Mapping[str, dict[str, object]]) -> tuple[dict[str, dict[str, object]], dict[str, np.ndarray]]:

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import DataError
+from pipeline.io_utils import read_string_csv
 
 TRAIN_FOLD = -1
 
@@ -101,15 +102,7 @@ def fold_indices(folds: pd.DataFrame, fold: int) -> FoldSplit:
 def read_folds(path: str | Path) -> pd.DataFrame:
     """Read a folds.csv written by the folds stage: labels stay strings, ``fold`` is int."""
     path = Path(path)
-    try:
-        folds = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError as error:
-        raise DataError(f"{path}: file not found (run the folds stage)") from error
-    except pd.errors.EmptyDataError as error:
-        raise DataError(f"{path}: empty file") from error
-    missing = [name for name in ("image", "label", "fold", "role") if name not in folds.columns]
-    if missing:
-        raise DataError(f"{path}: missing column '{missing[0]}'")
+    folds = read_string_csv(path, ("image", "label", "fold", "role"), "file not found (run the folds stage)")
     try:
         folds["fold"] = folds["fold"].astype(np.int64)
     except ValueError as error:

@@ -3,7 +3,7 @@ its own held-out identities (out-of-fold), which is what the fusion weights are 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +13,32 @@ import torch
 
 from pipeline.data.cache import open_split
 from pipeline.data.folds import fold_indices
+from pipeline.data.torch_data import batch_tensor, normalize_batch
+from pipeline.infer.foreground import activation_mask
 from pipeline.infer.store import FeatureSet, ModelFeatures
 from pipeline.errors import ConfigError
-from pipeline.infer.tta import average_fold_features, extract_parts
+from pipeline.infer.tta import average_fold_features, extract_parts, scale_batch
+from pipeline.models import ReIDModel
 from pipeline.train.distributed import resolve_device
 from pipeline.train.trained import load_trained_model
-from pipeline.sections import TTAConfig
+from pipeline.sections import ExtractConfig, ImageSize, height_width
+
+
+@torch.inference_mode()
+def foreground_masks(model: ReIDModel, images: np.ndarray, input_size: ImageSize, mean: Sequence[float],
+                     std: Sequence[float], threshold: float) -> np.ndarray:
+    """(N, h, w) bool activation masks of uint8 images (N, H, W, 3), plain view, for the report."""
+    model.eval()
+    batch = normalize_batch(batch_tensor(images).to(next(model.parameters()).device), mean, std)
+    feature_map = model.feature_map(scale_batch(batch, height_width(input_size), 1.0))
+    return activation_mask(feature_map, threshold).cpu().numpy()
 
 
 def extract_model(
     checkpoints: Mapping[int, Path],
     cache_dir: Path,
     folds: pd.DataFrame,
-    cfg: TTAConfig,
+    cfg: ExtractConfig,
     local: bool = False,
     load: Callable[[Path, str], tuple[torch.nn.Module, dict[str, Any]]] | None = None,
 ) -> ModelFeatures:
@@ -41,6 +54,7 @@ def extract_model(
     train_ids = train.table["image"].tolist()
     per_fold: dict[str, list[tuple[np.ndarray, np.ndarray | None]]] = {"query": [], "gallery": []}
     oof: dict[int, tuple[FeatureSet, FeatureSet]] = {}
+    foreground = None
     for fold, path in sorted(checkpoints.items()):
         model, meta = load(path, str(device))
         if local and model.local is None:
@@ -48,6 +62,9 @@ def extract_model(
                 f"{path}: rerank.local_weight > 0 needs local features, but this model has no "
                 "local branch (its recipe's model.local_stripes is 0)"
             )
+        if cfg.suppress_background and cfg.foreground_pictures and foreground is None:  # first fold's model
+            foreground = foreground_masks(model, query.images[: cfg.foreground_pictures], meta["input_size"],
+                                          meta["mean"], meta["std"], cfg.suppress_threshold)
         common = dict(input_size=meta["input_size"], mean=meta["mean"], std=meta["std"], cfg=cfg, local=local)
         for role, split_set in (("query", query), ("gallery", gallery)):
             per_fold[role].append(extract_parts(model, split_set.images, description=f"fold {fold} {role}", **common))
@@ -66,7 +83,7 @@ def extract_model(
         _feature_set(_average_folds(per_fold[role]), table["image"].tolist())
         for role, table in (("query", query.table), ("gallery", gallery.table))
     )
-    return ModelFeatures(query=query_set, gallery=gallery_set, oof=oof)
+    return ModelFeatures(query=query_set, gallery=gallery_set, oof=oof, foreground=foreground)
 
 
 def _feature_set(parts: tuple[np.ndarray, np.ndarray | None], ids: list[str]) -> FeatureSet:

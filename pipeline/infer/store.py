@@ -5,6 +5,7 @@
     <dir>/oof<F>_query.npy, ...         fold F's held-out identities, for tuning the fusion
     <dir>/<set>_local.npy               AlignedReID local features (N, stripes, D) of a set, only
                                         when retrieval uses them (rerank.local_weight > 0)
+    <dir>/foreground_masks.npy          with background suppression: the first queries' masks (report)
 
 Ids are the ``image`` paths of the CSVs, one per line. Nothing is pickled.
 """
@@ -22,6 +23,7 @@ from pipeline.io_utils import atomic_dir
 from pipeline.retrieval.validate import check_features
 
 _OOF_FILE = re.compile(r"^oof(\d+)_query\.npy$")
+_FOREGROUND = "foreground_masks.npy"
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class ModelFeatures:
     query: FeatureSet
     gallery: FeatureSet
     oof: dict[int, tuple[FeatureSet, FeatureSet]] = field(default_factory=dict)
+    foreground: np.ndarray | None = None  # (n, h, w) bool activation masks of the first n queries
 
 
 def _sets(features: ModelFeatures) -> dict[str, FeatureSet]:
@@ -64,6 +67,8 @@ def save_features(directory: str | Path, features: ModelFeatures, dtype: str = "
             if feature_set.local is not None:
                 np.save(tmp / f"{name}_local.npy", feature_set.local.astype(dtype), allow_pickle=False)
             (tmp / f"{name}.txt").write_text("\n".join(feature_set.ids) + "\n", encoding="utf-8")
+        if features.foreground is not None:
+            np.save(tmp / _FOREGROUND, features.foreground.astype(bool), allow_pickle=False)
 
 
 def _load_set(directory: Path, name: str) -> FeatureSet:
@@ -87,9 +92,11 @@ def _load_set(directory: Path, name: str) -> FeatureSet:
 
 def load_features(directory: str | Path) -> ModelFeatures:
     directory = Path(directory)
+    masks = directory / _FOREGROUND
     folds = sorted(int(m.group(1)) for p in directory.glob("oof*_query.npy") if (m := _OOF_FILE.match(p.name)))
     return ModelFeatures(
         query=_load_set(directory, "query"),
         gallery=_load_set(directory, "gallery"),
         oof={f: (_load_set(directory, f"oof{f}_query"), _load_set(directory, f"oof{f}_gallery")) for f in folds},
+        foreground=np.load(masks, allow_pickle=False) if masks.is_file() else None,
     )

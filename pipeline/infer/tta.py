@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from pipeline.data.torch_data import batch_tensor, normalize_batch
 from pipeline.errors import ConfigError
+from pipeline.infer.foreground import embed_foreground
 from pipeline.sections import ImageSize, TTAConfig, height_width
 
 
@@ -56,8 +57,12 @@ def embed_parts_with_tta(
     upright = [v for v in range(len(cfg.rotations) * (2 if cfg.flip else 1)) if cfg.rotations[v % len(cfg.rotations)] % 360 == 0]
     for scale in cfg.scales:
         views = stack_views(scale_batch(batch, input_size, scale), cfg.rotations, cfg.flip)
-        # ``embed`` alone is the contract of a plain embedding model; the local branch needs more
-        embedded, local_features = model.embed_parts(views, local=True) if local else (model.embed(views), None)
+        if cfg.suppress_background:  # the global embedding pooled from the activation mask; stripes as they are
+            embedded = embed_foreground(model, views, cfg.suppress_threshold)
+            local_features = model.embed_parts(views, local=True)[1] if local else None
+        else:
+            # ``embed`` alone is the contract of a plain embedding model; the local branch needs more
+            embedded, local_features = model.embed_parts(views, local=True) if local else (model.embed(views), None)
         summed = embedded.float().view(-1, size, embedded.shape[-1]).sum(dim=0)
         total = summed if total is None else total + summed
         if local_features is not None:

@@ -61,8 +61,8 @@ class ReIDModel(nn.Module):
         # timm sets output_fmt on channels-last families (e.g. swin); NCHW otherwise
         self._channels_last = getattr(backbone, "output_fmt", "NCHW") == "NHWC"
 
-    def _feature_map(self, images: Tensor) -> Tensor:
-        """The backbone's last feature map as (B, C, H, W)."""
+    def feature_map(self, images: Tensor) -> Tensor:
+        """The backbone's last feature map as (B, C, H, W) (token sequences as (B, C, N, 1))."""
         x = self.backbone.forward_features(images)
         if x.ndim == 3:  # token sequences (B, N, C), e.g. ViT: pooled over the tokens
             if self.local is not None:
@@ -71,7 +71,7 @@ class ReIDModel(nn.Module):
         return x.permute(0, 3, 1, 2) if self._channels_last else x
 
     def forward(self, images: Tensor, labels: Tensor | None = None) -> ModelOutput:
-        x = self._feature_map(images)
+        x = self.feature_map(images)
         features = self.reduction(self.pooling(x))
         embeddings = self.neck(features)
         logits = None if self.head is None else self.head(self.dropout(embeddings), labels)
@@ -85,15 +85,18 @@ class ReIDModel(nn.Module):
 
     def embed_parts(self, images: Tensor, local: bool) -> tuple[Tensor, Tensor | None]:
         """The retrieval embedding and, if ``local``, the local features (B, stripes, D)."""
-        x = self._feature_map(images)
-        features = self.reduction(self.pooling(x))
-        embedding = features if self.embedding == "pre_bn" else self.neck(features)
+        x = self.feature_map(images)
+        embedding = self.embed_pooled(self.pooling(x))
         if not local:
             return embedding, None
         if self.local is None:
             raise ValueError("local features asked of a model without a local branch (model.local_stripes is 0)")
         return embedding, self.local(x)
 
+    def embed_pooled(self, pooled: Tensor) -> Tensor:
+        """The retrieval embedding of already pooled features (B, C), e.g. pooled under a mask."""
+        features = self.reduction(pooled)
+        return features if self.embedding == "pre_bn" else self.neck(features)
     def retrieval_embedding(self, output: ModelOutput) -> Tensor:
         """The part of a ``forward`` output that ``embed`` returns (for terms on both, e.g. distillation)."""
         return output.features if self.embedding == "pre_bn" else output.embeddings

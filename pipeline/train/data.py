@@ -15,7 +15,7 @@ from pipeline.errors import ConfigError, DataError
 @dataclass(frozen=True)
 class FoldData:
     images: np.ndarray  # (N, S, S, 3) uint8, the train cache
-    labels: np.ndarray  # (N,) identity labels (strings)
+    labels: np.ndarray  # (N,) identity labels (strings), as folds.csv has them (merges applied)
     train_rows: np.ndarray
     query_rows: np.ndarray  # held-out identities; empty = no validation
     gallery_rows: np.ndarray
@@ -33,7 +33,7 @@ def load_fold(cache_dir: str | Path, folds_path: str | Path, fold: int) -> FoldD
         raise ConfigError(f"fold {fold}: {error}") from error
     return FoldData(
         images=cached.images,
-        labels=cached.table["label"].astype(str).to_numpy(),
+        labels=folds["label"].astype(str).to_numpy(),  # with folds.label_merge applied
         train_rows=split.train,
         query_rows=split.val_query,
         gallery_rows=split.val_gallery,
