@@ -192,6 +192,10 @@ class ExtractConfig(TTAConfig):
     foreground_pictures: int = 8  # with suppress_background: queries whose masks the report draws
     # torch: the checkpoints; onnx: the export stage's ONNX files through onnxruntime (CPU)
     engine: Literal["torch", "onnx"] = "torch"
+    # Also store each fold model's features of the test gallery (never its labels) as that fold's
+    # out-of-fold distractors: the tuning lists then rank the held-out gallery among as many
+    # images as the test's (open set: test identities never match a held-out query).
+    oof_distractors: bool = False
 
     def validate(self) -> None:
         super().validate()

@@ -161,9 +161,11 @@ def test_record_and_table_report_every_option_the_choice_and_the_tuning_set(tmp_
     record = choice_record(choice, ["m1", "m2"], {"raw": None, "reranked": {"k1": 20, "k2": 6, "lambda_value": 0.3}}, size)
     assert record["options"]["m1"] == {"chosen": "reranked", "oof_scores": {"raw": 0.625, "reranked": 1.0}}
     assert record["submitted"] == "m1 alone" and record["oof_score"] == 1.0
-    assert record["tuning_set"] == {"folds": 1, "held_out_queries": 2, "gallery_images": 4, "identities": 2}
+    assert record["tuning_set"] == {
+        "folds": 1, "held_out_queries": 2, "gallery_images": 4, "identities": 2, "distractors_per_fold": {"0": 0}
+    }
     table = choice_table(choice, ["m1", "m2"], size)
-    assert "1 folds pooled: 2 held-out queries, 4 gallery images, 2 identities" in table
+    assert "1 folds pooled: 2 held-out queries, 4 gallery images, 2 identities; distractors per fold: 0: 0" in table
     assert "| raw | 0.6250 | 0.6250* |" in table and "| reranked | 1.0000* | – |" in table
     assert "submitted: m1 alone, out-of-fold score 1.0000" in table
     path = tmp_path / "fuse.json"

@@ -11,7 +11,7 @@ import torch
 from pipeline.data.folds import fold_indices, make_folds
 from pipeline.infer import extract
 from pipeline.infer.tta import average_fold_features
-from pipeline.sections import TTAConfig
+from pipeline.sections import ExtractConfig
 
 
 class ChannelMeans(torch.nn.Module):
@@ -44,7 +44,7 @@ def test_fold_models_are_averaged_on_the_test_set_and_score_their_own_held_out_r
     models = {tmp_path / "f0.pt": ChannelMeans(0.5), tmp_path / "f1.pt": ChannelMeans(2.0)}
     meta = {"input_size": 8, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
     monkeypatch.setattr(extract, "load_trained_model", lambda path, device: (models[path], meta))
-    cfg = TTAConfig(flip=False, device="cpu")
+    cfg = ExtractConfig(flip=False, device="cpu")
     got = extract.extract_model({0: tmp_path / "f0.pt", 1: tmp_path / "f1.pt"}, tmp_path, folds, cfg)
 
     def features(model: ChannelMeans, images: np.ndarray) -> np.ndarray:

@@ -28,24 +28,30 @@ FoldLabels = Mapping[int, tuple[np.ndarray, np.ndarray]]
 
 @dataclass(frozen=True)
 class TuningSetSize:
-    """How much held-out data the choice rests on (all folds together)."""
+    """How much held-out data the choice rests on (all folds together), and the distractors
+    (extract.oof_distractors) each fold's gallery carried besides its held-out images."""
 
     folds: int
     queries: int
     gallery: int
     identities: int
+    distractors: dict[int, int]  # fold -> distractors appended to its held-out gallery
 
 
-def tuning_set_size(labels: FoldLabels) -> TuningSetSize:
+def tuning_set_size(labels: FoldLabels, distractors: Mapping[int, int] | None = None) -> TuningSetSize:
+    """``labels[f]``'s gallery ends with ``distractors[f]`` distractor labels (fuse_step.oof_labels),
+    counted apart from the held-out gallery and its identities."""
+    distractors = {fold: (distractors or {}).get(fold, 0) for fold in labels}
     identities = set()
-    for query, gallery in labels.values():
+    for fold, (query, gallery) in labels.items():
         identities.update(query.tolist())
-        identities.update(gallery.tolist())
+        identities.update(gallery[: len(gallery) - distractors[fold]].tolist())
     return TuningSetSize(
         folds=len(labels),
         queries=sum(len(query) for query, _ in labels.values()),
-        gallery=sum(len(gallery) for _, gallery in labels.values()),
+        gallery=sum(len(gallery) - distractors[fold] for fold, (_, gallery) in labels.items()),
         identities=len(identities),
+        distractors=distractors,
     )
 
 
@@ -106,6 +112,7 @@ def choice_record(
             "held_out_queries": size.queries,
             "gallery_images": size.gallery,
             "identities": size.identities,
+            "distractors_per_fold": {str(fold): count for fold, count in size.distractors.items()},
         },
     }
 
@@ -115,7 +122,8 @@ def choice_table(choice: FusionChoice, models: Sequence[str], size: TuningSetSiz
     options = list(dict.fromkeys(option for scores in choice.option_scores for option in scores))
     lines = [
         f"tuned on {size.folds} folds pooled: {size.queries} held-out queries, "
-        f"{size.gallery} gallery images, {size.identities} identities",
+        f"{size.gallery} gallery images, {size.identities} identities; distractors per fold: "
+        + ", ".join(f"{fold}: {count}" for fold, count in size.distractors.items()),
         "| option | " + " | ".join(models) + " |",
         "|---|" + "---:|" * len(models),
     ]

@@ -36,7 +36,30 @@ def oof_folds(models: Mapping[str, ModelInputs]) -> list[int]:
             )
     for fold in folds:
         check_same_ids({m: inputs.features.oof[fold][0].ids for m, inputs in models.items()}, f"fold {fold} held-out queries")
+    _check_same_distractors(models, folds)
     return folds
+
+
+def _check_same_distractors(models: Mapping[str, ModelInputs], folds: Sequence[int]) -> None:
+    """Every model's out-of-fold lists must rank against the same gallery rows: the same
+    distractors, or none for all (a mix would score models on tasks of different sizes)."""
+    first = next(iter(models.values()))
+    for model in models.values():
+        for fold in folds:
+            mine, theirs = (inputs.features.distractors.get(fold) for inputs in (model, first))
+            if mine is None and theirs is None:
+                continue
+            if mine is None or theirs is None:
+                has, lacks = (model, first) if theirs is None else (first, model)
+                raise DataError(
+                    f"{lacks.features_path}: no out-of-fold distractors for fold {fold}, but {has.features_path} has "
+                    "them: set extract.oof_distractors alike for every model and rerun extract"
+                )
+            if mine.ids != theirs.ids:
+                raise DataError(
+                    f"{model.features_path}: fold {fold}'s distractors differ from those of {first.features_path} "
+                    "(other images or order): rerun extract for every model"
+                )
 
 
 def fuse_models(
@@ -62,9 +85,10 @@ def fuse_models(
             for inputs in models.values()
         ]
         ids = {f: (reference.oof[f][0].ids, reference.oof[f][1].ids) for f in folds}
-        labels = oof_labels(read_folds(folds_file), ids)
+        distractors = {f: len(reference.distractors[f].ids) if f in reference.distractors else 0 for f in folds}
+        labels = oof_labels(read_folds(folds_file), ids, distractors)
         choice = choose_fusion(oof, labels, cfg.method, cfg.grid_step, fixed=None if cfg.source == "auto" else cfg.source)
-        size = tuning_set_size(labels)
+        size = tuning_set_size(labels, distractors)
         log.info("out-of-fold choice:\n%s", choice_table(choice, names, size))
         chosen, weights = choice.chosen, choice.weights
         record = choice_record(choice, names, {o.name: o.settings() for o in options}, size)

@@ -2,8 +2,8 @@
 
 Weights come from params.yaml, or, with ``tune: true``, from a grid search over the weight
 simplex that maximises the pooled validation score (0.5 top-1 + 0.5 mAP@10) of the fused
-out-of-fold lists: every fold's held-out queries, each ranked against its own fold's gallery,
-scored together as one set (fold validation sets of a few dozen identities are too noisy to
+out-of-fold lists: every fold's held-out queries, each ranked against its own fold's gallery
+(followed by the fold's distractors, with extract.oof_distractors), scored together as one set (fold validation sets of a few dozen identities are too noisy to
 score one by one). The chosen weights are recorded either way.
 """
 
@@ -86,13 +86,29 @@ def tune_weights_on_folds(
     return tune_weights(len(next(iter(oof.values()))), score, grid_step)
 
 
-def oof_labels(folds: pd.DataFrame, ids: Mapping[int, tuple[Sequence[str], Sequence[str]]]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Labels of each fold's held-out query and gallery images, looked up by image id."""
+def oof_labels(
+    folds: pd.DataFrame,
+    ids: Mapping[int, tuple[Sequence[str], Sequence[str]]],
+    distractors: Mapping[int, int] | None = None,
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Labels of each fold's held-out query and gallery images, looked up by image id, the gallery's
+    followed by ``distractors[f]`` labels that equal no query's (their own labels are never read),
+    so a distractor in a list counts as a miss (rows as ModelFeatures.oof_gallery orders them)."""
     label_of = dict(zip(folds["image"], folds["label"].astype(str)))
+    distractors = distractors or {}
     try:
-        return {
+        labels = {
             fold: (np.array([label_of[i] for i in query]), np.array([label_of[i] for i in gallery]))
             for fold, (query, gallery) in ids.items()
         }
     except KeyError as error:
         raise DataError(f"out-of-fold features name image {error} that folds.csv does not list") from error
+    return {
+        fold: (query, np.concatenate([gallery, np.full(distractors.get(fold, 0), _no_match(query))]))
+        for fold, (query, gallery) in labels.items()
+    }
+
+
+def _no_match(labels: np.ndarray) -> str:
+    """A label equal to none of ``labels``: it is longer than the longest of them."""
+    return "<distractor>".ljust(max((len(label) for label in labels), default=0) + 1, "_")

@@ -3,8 +3,10 @@ k1 / k2 / lambda grid, on the test set and on every fold's out-of-fold set.
 
 Each list set is named by its option: 'raw' (plain cosine), 'reranked' (the configured k1 /
 k2 / lambda) and 'reranked_k1-<k1>_k2-<k2>_lambda-<lambda>' for each further grid setting;
-the out-of-fold sets of fold F carry the prefix 'oof<F>_'. The fuse stage scores the options
-on the out-of-fold sets and picks one per model.
+the out-of-fold sets of fold F carry the prefix 'oof<F>_' and rank fold F's held-out queries
+against its held-out gallery followed by its distractors where the features hold some
+(ModelFeatures.oof_gallery). The fuse stage scores the options on the out-of-fold sets and picks
+one per model.
 """
 
 from __future__ import annotations
@@ -92,7 +94,8 @@ def model_candidates(query: FeatureSet, gallery: FeatureSet, cfg: RerankStageCon
 def rerank_model(features: ModelFeatures, cfg: RerankStageConfig) -> dict[str, CandidateLists]:
     """Named lists for the rerank stage's ``.npz``: '<option>' (test) and 'oof<F>_<option>'."""
     sets = model_candidates(features.query, features.gallery, cfg, "test set")
-    for fold, (query, gallery) in sorted(features.oof.items()):
+    for fold, (query, _) in sorted(features.oof.items()):
+        gallery, _ = features.oof_gallery(fold)  # with extract.oof_distractors: held-out gallery + distractors
         oof = model_candidates(query, gallery, cfg, f"fold {fold} out-of-fold set")
         sets.update({f"oof{fold}_{name}": lists for name, lists in oof.items()})
     return sets

@@ -43,7 +43,8 @@ def extract_model(
     load: Callable[[Path, str], tuple[torch.nn.Module, dict[str, Any]]] | None = None,
 ) -> ModelFeatures:
     """Run every fold model of one model over the query, gallery and its held-out rows;
-    with ``local``, the AlignedReID local features too (the recipe must have a local branch).
+    with ``local``, the AlignedReID local features too (the recipe must have a local branch);
+    with ``cfg.oof_distractors``, each fold model's test-gallery features as its fold's distractors.
 
     ``load(path, device)`` gives a fold's model (anything with ``embed``) and its meta: a
     checkpoint's by default, an ONNX file's through onnxruntime with ``extract.engine: onnx``.
@@ -54,6 +55,8 @@ def extract_model(
     train_ids = train.table["image"].tolist()
     per_fold: dict[str, list[tuple[np.ndarray, np.ndarray | None]]] = {"query": [], "gallery": []}
     oof: dict[int, tuple[FeatureSet, FeatureSet]] = {}
+    distractors: dict[int, FeatureSet] = {}
+    gallery_ids = gallery.table["image"].tolist()
     foreground = None
     for fold, path in sorted(checkpoints.items()):
         model, meta = load(path, str(device))
@@ -68,6 +71,8 @@ def extract_model(
         common = dict(input_size=meta["input_size"], mean=meta["mean"], std=meta["std"], cfg=cfg, local=local)
         for role, split_set in (("query", query), ("gallery", gallery)):
             per_fold[role].append(extract_parts(model, split_set.images, description=f"fold {fold} {role}", **common))
+        if cfg.oof_distractors:  # this fold model's own test-gallery features, before the fold average
+            distractors[fold] = _feature_set(per_fold["gallery"][-1], gallery_ids)
         split = fold_indices(folds, fold)
         oof[fold] = tuple(  # type: ignore[assignment]
             _feature_set(
@@ -83,7 +88,7 @@ def extract_model(
         _feature_set(_average_folds(per_fold[role]), table["image"].tolist())
         for role, table in (("query", query.table), ("gallery", gallery.table))
     )
-    return ModelFeatures(query=query_set, gallery=gallery_set, oof=oof, foreground=foreground)
+    return ModelFeatures(query=query_set, gallery=gallery_set, oof=oof, foreground=foreground, distractors=distractors)
 
 
 def _feature_set(parts: tuple[np.ndarray, np.ndarray | None], ids: list[str]) -> FeatureSet:

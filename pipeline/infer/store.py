@@ -3,6 +3,9 @@
     <dir>/query.npy, query.txt          test queries (rows in query.csv order)
     <dir>/gallery.npy, gallery.txt      test gallery
     <dir>/oof<F>_query.npy, ...         fold F's held-out identities, for tuning the fusion
+    <dir>/oof<F>_distractors.npy, .txt  with extract.oof_distractors: the test gallery through fold
+                                        F's own model, appended to fold F's held-out gallery when
+                                        tuning (``oof_gallery``); never a correct match
     <dir>/<set>_local.npy               AlignedReID local features (N, stripes, D) of a set, only
                                         when retrieval uses them (rerank.local_weight > 0)
     <dir>/foreground_masks.npy          with background suppression: the first queries' masks (report)
@@ -23,6 +26,7 @@ from pipeline.io_utils import atomic_dir
 from pipeline.retrieval.validate import check_features
 
 _OOF_FILE = re.compile(r"^oof(\d+)_query\.npy$")
+_DISTRACTORS = "oof{fold}_distractors"
 _FOREGROUND = "foreground_masks.npy"
 
 
@@ -42,6 +46,13 @@ class FeatureSet:
         if self.local is not None and (self.local.ndim != 3 or len(self.local) != len(self.ids)):
             raise DataError(f"local features of shape {self.local.shape} do not match {len(self.ids)} ids")
 
+    def followed_by(self, other: FeatureSet) -> FeatureSet:
+        """This set's rows, then ``other``'s (local features too, which both must have or lack)."""
+        if (self.local is None) != (other.local is None):
+            raise DataError("cannot append a set with local features to one without (rerun the extract stage)")
+        local = None if self.local is None else np.concatenate([self.local, other.local])  # type: ignore[list-item]
+        return FeatureSet(np.concatenate([self.features, other.features]), self.ids + other.ids, local)
+
 
 @dataclass(frozen=True)
 class ModelFeatures:
@@ -49,6 +60,26 @@ class ModelFeatures:
     gallery: FeatureSet
     oof: dict[int, tuple[FeatureSet, FeatureSet]] = field(default_factory=dict)
     foreground: np.ndarray | None = None  # (n, h, w) bool activation masks of the first n queries
+    # per fold F: the test gallery through fold F's model (extract.oof_distractors), for every fold or none
+    distractors: dict[int, FeatureSet] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.distractors and sorted(self.distractors) != sorted(self.oof):
+            raise DataError(
+                f"distractors for folds {sorted(self.distractors)} but out-of-fold sets for folds {sorted(self.oof)}"
+            )
+
+    def oof_gallery(self, fold: int) -> tuple[FeatureSet, int]:
+        """Fold ``fold``'s tuning gallery and how many distractors end it: the held-out gallery
+        (rows 0..n-1) followed by the fold's distractors (rows n..n+m-1), m = 0 without them.
+
+        The one place the two are joined, so the rerank lists and the fuse stage's labels
+        index the same rows."""
+        gallery = self.oof[fold][1]
+        distractors = self.distractors.get(fold)
+        if distractors is None:
+            return gallery, 0
+        return gallery.followed_by(distractors), len(distractors.ids)
 
 
 def _sets(features: ModelFeatures) -> dict[str, FeatureSet]:
@@ -56,6 +87,8 @@ def _sets(features: ModelFeatures) -> dict[str, FeatureSet]:
     for fold, (query, gallery) in sorted(features.oof.items()):
         named[f"oof{fold}_query"] = query
         named[f"oof{fold}_gallery"] = gallery
+    for fold, distractors in sorted(features.distractors.items()):
+        named[_DISTRACTORS.format(fold=fold)] = distractors
     return named
 
 
@@ -94,9 +127,12 @@ def load_features(directory: str | Path) -> ModelFeatures:
     directory = Path(directory)
     masks = directory / _FOREGROUND
     folds = sorted(int(m.group(1)) for p in directory.glob("oof*_query.npy") if (m := _OOF_FILE.match(p.name)))
-    return ModelFeatures(
-        query=_load_set(directory, "query"),
-        gallery=_load_set(directory, "gallery"),
-        oof={f: (_load_set(directory, f"oof{f}_query"), _load_set(directory, f"oof{f}_gallery")) for f in folds},
-        foreground=np.load(masks, allow_pickle=False) if masks.is_file() else None,
-    )
+    query, gallery = _load_set(directory, "query"), _load_set(directory, "gallery")
+    oof = {f: (_load_set(directory, f"oof{f}_query"), _load_set(directory, f"oof{f}_gallery")) for f in folds}
+    names = {f: _DISTRACTORS.format(fold=f) for f in folds}
+    distractors = {f: _load_set(directory, name) for f, name in names.items() if (directory / f"{name}.npy").is_file()}
+    foreground = np.load(masks, allow_pickle=False) if masks.is_file() else None
+    try:
+        return ModelFeatures(query, gallery, oof, foreground, distractors)
+    except DataError as error:  # the sets disagree with each other: name the folder they came from
+        raise DataError(f"{directory}: {error} (rerun the extract stage)") from error
