@@ -63,3 +63,26 @@ def test_fold_models_are_averaged_on_the_test_set_and_score_their_own_held_out_r
         assert query.ids == train["image"].iloc[split.val_query].tolist()
         assert gallery.ids == train["image"].iloc[split.val_gallery].tolist()
         np.testing.assert_allclose(query.features, features(model, cache["train"][split.val_query]), atol=1e-6)
+
+
+def test_oof_distractors_are_the_test_gallery_through_each_folds_own_model(tmp_path, monkeypatch):
+    train = write_cache(tmp_path)
+    folds = make_folds(train, k=2, seed=0, query_fraction=0.34)
+    models = {tmp_path / "f0.pt": ChannelMeans(0.5), tmp_path / "f1.pt": ChannelMeans(2.0)}
+    meta = {"input_size": 8, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    monkeypatch.setattr(extract, "load_trained_model", lambda path, device: (models[path], meta))
+    checkpoints = {0: tmp_path / "f0.pt", 1: tmp_path / "f1.pt"}
+    off = extract.extract_model(checkpoints, tmp_path, folds, ExtractConfig(flip=False, device="cpu"))
+    got = extract.extract_model(checkpoints, tmp_path, folds, ExtractConfig(flip=False, device="cpu", oof_distractors=True))
+    assert off.distractors == {} and sorted(got.distractors) == [0, 1]
+    gallery = np.load(tmp_path / "gallery.npy")
+    x = (torch.from_numpy(gallery).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.25
+    for fold, model in enumerate(models.values()):
+        own = torch.nn.functional.normalize(model.embed(x), dim=1).detach().numpy()
+        assert got.distractors[fold].ids == ["g0.png", "g1.png", "g2.png"]
+        np.testing.assert_allclose(got.distractors[fold].features, own, atol=1e-6)
+    # the two fold models differ, so each fold's distractors are its own model's, not the average
+    assert not np.allclose(got.distractors[0].features, got.distractors[1].features, atol=1e-3)
+    # everything else is what the option-off run gives
+    np.testing.assert_array_equal(got.gallery.features, off.gallery.features)
+    np.testing.assert_array_equal(got.oof[1][1].features, off.oof[1][1].features)
