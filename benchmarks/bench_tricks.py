@@ -1,12 +1,14 @@
 """What each training trick is worth on the demo data, as in the strong re-id baseline paper.
 
-Cumulative ablation: each row adds one trick to the row above and trains from scratch; the
+Cumulative ablation: each row adds one trick to the row above and trains anew; the
 figure is the fold's validation score (0.5 * top-1 + 0.5 * mAP@10) after the last epoch,
 averaged over every (seed, fold) run, with its spread. Runs go to ``--jobs`` single-threaded
 processes; each finished run is saved in ``--work`` so a killed benchmark resumes where it
 stopped. Writes benchmarks/results/bench_tricks.{md,png}.
 
     python benchmarks/bench_tricks.py --backbone resnest14d --epochs 12 --seeds 0 1 2 --jobs 2
+    python benchmarks/bench_tricks.py --backbone efficientnet_lite0 --pretrained package --epochs 4 \
+        --out benchmarks/results/bench_tricks_pretrained.md
 
 ``--suite single`` measures the tricks of issue 13 instead, each switched on alone in the
 packaged-weight lite0 preset (configs/lite0.yaml) and compared with that preset, paired by
@@ -87,10 +89,13 @@ def test_split_score(checkpoint: Path, cache: Path) -> dict[str, float]:
     )
 
 
-def ablation(backbone: str, epochs: int, input_size: int, seed: int = 0) -> list[tuple[str, Recipe]]:
-    """(name, recipe) rows, each adding one trick to the previous row."""
+def ablation(
+    backbone: str, epochs: int, input_size: int, seed: int = 0, pretrained: bool | str = False
+) -> list[tuple[str, Recipe]]:
+    """(name, recipe) rows, each adding one trick to the previous row; ``pretrained`` as the
+    recipe key ``model.pretrained`` ("package": the installed ImageNet weights)."""
     recipe = Recipe(
-        model=ModelConfig(backbone=backbone, pooling="avg", neck="none", head="linear"),
+        model=ModelConfig(backbone=backbone, pretrained=pretrained, pooling="avg", neck="none", head="linear"),
         train=TrainConfig(epochs=epochs, p=16, k=4, input_size=input_size, seed=seed, eval_every=epochs),
         loss=LossConfig(ce_weight=1.0, label_smoothing=0.0, triplet_weight=0.0),
         augment=AugmentConfig(hflip_p=0.5, erasing_p=0.0),
@@ -211,7 +216,7 @@ def plan_runs(args: argparse.Namespace) -> Plan:
     for fold in args.folds:
         data = demo_fold(args.work, args.input_size, fold)
         for seed in args.seeds:
-            for name, recipe in ablation(args.backbone, args.epochs, args.input_size, seed):
+            for name, recipe in ablation(args.backbone, args.epochs, args.input_size, seed, args.pretrained or False):
                 key = f"{name} | seed {seed} | fold {fold} | {fingerprint(recipe, data, world_size=1)[:12]}"
                 plan[key] = (name, seed, fold, recipe)
     return plan
@@ -363,10 +368,12 @@ def markdown(args: argparse.Namespace, rows: list[dict], runs: dict[str, dict[st
     return "\n".join([
         "# What each training trick is worth (demo data)",
         "",
-        f"Backbone `{args.backbone}` from scratch (no pretrained weights offline), {args.input_size} px,",
+        f"Backbone `{args.backbone}` "
+        + ("from the packaged ImageNet weights" if args.pretrained else "from scratch")
+        + f", {args.input_size} px,",
         f"{args.epochs} epochs, PK batches 16 x 4, Adam 2e-3 with 1 warm-up epoch and cosine decay;",
         "demo dataset (300 training identities x 4-8 images). Each row adds one trick to the row above",
-        f"and trains from scratch. Runs: seeds {args.seeds} x folds {args.folds} (a fold holds out about",
+        f"and trains anew. Runs: seeds {args.seeds} x folds {args.folds} (a fold holds out about",
         f"{any_run['queries']} queries and {any_run['gallery']} gallery images). Score = 0.5 * top-1 + 0.5 * mAP@10",
         "on the fold's held-out identities after the last epoch: mean ± standard deviation over the runs,",
         f"then each run's score. Untrained network (step 0): mean score {untrained:.3f}.",
@@ -413,6 +420,8 @@ def main() -> None:
     parser.add_argument("--backbone", default="resnest14d")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--input-size", type=int, default=64)
+    parser.add_argument("--pretrained", choices=["package"], default=None,
+                        help="ablation suite: start from the packaged ImageNet weights (default: from scratch)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--folds", type=int, nargs="+", default=[0])
     parser.add_argument("--jobs", type=int, default=2, help="parallel training processes, one thread each")
