@@ -85,7 +85,7 @@ def fuse_models(
             for inputs in models.values()
         ]
         ids = {f: (reference.oof[f][0].ids, reference.oof[f][1].ids) for f in folds}
-        distractors = {f: len(reference.distractors[f].ids) if f in reference.distractors else 0 for f in folds}
+        distractors = {f: reference.distractor_count(f) for f in folds}
         labels = oof_labels(read_folds(folds_file), ids, distractors)
         choice = choose_fusion(oof, labels, cfg.method, cfg.grid_step, fixed=None if cfg.source == "auto" else cfg.source)
         size = tuning_set_size(labels, distractors)

@@ -3,8 +3,9 @@
 Weights come from params.yaml, or, with ``tune: true``, from a grid search over the weight
 simplex that maximises the pooled validation score (0.5 top-1 + 0.5 mAP@10) of the fused
 out-of-fold lists: every fold's held-out queries, each ranked against its own fold's gallery
-(followed by the fold's distractors, with extract.oof_distractors), scored together as one set (fold validation sets of a few dozen identities are too noisy to
-score one by one). The chosen weights are recorded either way.
+(followed by the fold's distractors, with extract.oof_distractors), scored together as one set
+(fold validation sets of a few dozen identities are too noisy to score one by one). The chosen
+weights are recorded either way.
 """
 
 from __future__ import annotations

@@ -76,10 +76,13 @@ class ModelFeatures:
         The one place the two are joined, so the rerank lists and the fuse stage's labels
         index the same rows."""
         gallery = self.oof[fold][1]
-        distractors = self.distractors.get(fold)
-        if distractors is None:
+        if fold not in self.distractors:
             return gallery, 0
-        return gallery.followed_by(distractors), len(distractors.ids)
+        return gallery.followed_by(self.distractors[fold]), self.distractor_count(fold)
+
+    def distractor_count(self, fold: int) -> int:
+        """How many distractors fold ``fold``'s tuning gallery ends with (0 without the option)."""
+        return len(self.distractors[fold].ids) if fold in self.distractors else 0
 
 
 def _sets(features: ModelFeatures) -> dict[str, FeatureSet]:
