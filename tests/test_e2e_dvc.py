@@ -90,6 +90,8 @@ def test_repro_writes_a_valid_submission_and_scores(repo):
         "held_out_queries": int((held_out["role"] == "query").sum()),
         "gallery_images": int((held_out["role"] == "gallery").sum()),
         "identities": held_out["label"].nunique(),
+        # extract.oof_distractors (on by default): each fold's tuning gallery also holds the whole test gallery
+        "distractors_per_fold": {"0": len(gallery), "1": len(gallery)},
     }
     assert sorted(p.name for p in (repo / "outputs/report").iterdir()) == ["best1.png", "cmc.png", "worst1.png"]
     duplicates = json.loads((repo / "outputs/duplicates/summary.json").read_text())
