@@ -38,12 +38,18 @@ def write_cache(root: Path) -> pd.DataFrame:
     return tables["train"]
 
 
-def test_fold_models_are_averaged_on_the_test_set_and_score_their_own_held_out_rows(tmp_path, monkeypatch):
+def two_fold_models(tmp_path, monkeypatch) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """A cache, its 2 folds and two different fold models that extract loads by checkpoint path."""
     train = write_cache(tmp_path)
     folds = make_folds(train, k=2, seed=0, query_fraction=0.34)
     models = {tmp_path / "f0.pt": ChannelMeans(0.5), tmp_path / "f1.pt": ChannelMeans(2.0)}
     meta = {"input_size": 8, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
     monkeypatch.setattr(extract, "load_trained_model", lambda path, device: (models[path], meta))
+    return train, folds, models
+
+
+def test_fold_models_are_averaged_on_the_test_set_and_score_their_own_held_out_rows(tmp_path, monkeypatch):
+    train, folds, models = two_fold_models(tmp_path, monkeypatch)
     cfg = ExtractConfig(flip=False, device="cpu")
     got = extract.extract_model({0: tmp_path / "f0.pt", 1: tmp_path / "f1.pt"}, tmp_path, folds, cfg)
 
@@ -66,11 +72,7 @@ def test_fold_models_are_averaged_on_the_test_set_and_score_their_own_held_out_r
 
 
 def test_oof_distractors_are_the_test_gallery_through_each_folds_own_model(tmp_path, monkeypatch):
-    train = write_cache(tmp_path)
-    folds = make_folds(train, k=2, seed=0, query_fraction=0.34)
-    models = {tmp_path / "f0.pt": ChannelMeans(0.5), tmp_path / "f1.pt": ChannelMeans(2.0)}
-    meta = {"input_size": 8, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
-    monkeypatch.setattr(extract, "load_trained_model", lambda path, device: (models[path], meta))
+    _, folds, models = two_fold_models(tmp_path, monkeypatch)
     checkpoints = {0: tmp_path / "f0.pt", 1: tmp_path / "f1.pt"}
     off = extract.extract_model(checkpoints, tmp_path, folds, ExtractConfig(flip=False, device="cpu"))
     got = extract.extract_model(checkpoints, tmp_path, folds, ExtractConfig(flip=False, device="cpu", oof_distractors=True))
