@@ -10,6 +10,7 @@ from collections.abc import Callable
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from pipeline.allocator import keep_freed_memory
 from pipeline.errors import PipelineError
 
 
@@ -24,8 +25,10 @@ def run_stage(main: Callable[[list[str] | None], None], argv: list[str] | None =
     """Run ``main``; turn a PipelineError into ``error: ...`` on stderr and exit status 2.
 
     Log records and the final error go through tqdm, which clears an unfinished progress bar
-    first, so a message never ends up glued to the end of a bar's line.
+    first, so a message never ends up glued to the end of a bar's line. Freed memory is kept
+    for reuse first (``pipeline.allocator``): every stage allocates tensors batch after batch.
     """
+    keep_freed_memory()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # it logs every SIMD build it tries
     try:
