@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,12 @@ def with_distractors(features: ModelFeatures, where: Path) -> ModelFeatures:
         raise SystemExit(f"{where}: {len(features.oof)} folds; this shortcut holds for a single-fold chain only")
     fold = next(iter(features.oof))
     return ModelFeatures(features.query, features.gallery, features.oof, features.foreground, {fold: features.gallery})
+
+
+def test_scores(ranking: np.ndarray, query_labels: Sequence[str], gallery_labels: Sequence[str]) -> np.ndarray:
+    """Per test query: 0.5 top-1 + 0.5 AP@10."""
+    result = competition_per_query(ranking[:, :K], query_labels, gallery_labels, K)
+    return 0.5 * result.top1 + 0.5 * result.ap
 
 
 def paired(diff: np.ndarray) -> str:
@@ -78,11 +85,6 @@ def main() -> None:
         runs["with"][model] = ModelInputs(lists, plain.lists_path, crowded, plain.features_path)
     rerank_seconds = time.perf_counter() - started
 
-    def test_scores(ranking: np.ndarray) -> np.ndarray:
-        """Per test query: 0.5 top-1 + 0.5 AP@10."""
-        result = competition_per_query(ranking[:, :K], query["label"], gallery["label"], K)
-        return 0.5 * result.top1 + 0.5 * result.ap
-
     results = {
         name: fuse_models(params.fuse, models, options, repo / params.folds_file(), params.path)
         for name, models in runs.items()
@@ -111,14 +113,14 @@ def main() -> None:
             marks = ["*" if option == record["chosen"] else "" for record in (before, after)]
             lines.append(
                 f"| {model} | {option} | {before['oof_scores'][option]:.4f}{marks[0]} | "
-                f"{after['oof_scores'][option]:.4f}{marks[1]} | {test_scores(inputs.lists[option].indices).mean():.4f} |"
+                f"{after['oof_scores'][option]:.4f}{marks[1]} | {test_scores(inputs.lists[option].indices, query['label'], gallery['label']).mean():.4f} |"
             )
     lines += [
         "",
         "| tuned on | lists chosen | weights | submitted | out-of-fold | test | test minus without (paired, ± SE) |",
         "|---|---|---|---|---:|---:|---:|",
     ]
-    submitted = {name: test_scores(fused.indices) for name, (fused, _) in results.items()}
+    submitted = {name: test_scores(fused.indices, query["label"], gallery["label"]) for name, (fused, _) in results.items()}
     for name, (_, record) in results.items():
         chosen = ", ".join(f"{m}: {e['chosen']}" for m, e in record["options"].items())
         weights = ", ".join(f"{m} {w:.2f}" for m, w in record["weights"].items())

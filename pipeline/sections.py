@@ -365,6 +365,9 @@ class FuseConfig:
     method: Literal["distance", "rank_voting"] = "distance"
     tune: bool = True  # on the out-of-fold lists (the default source, auto, needs it)
     grid_step: float = 0.1
+    # tuned only: also re-rank the tuned mix's joint features once (pipeline/chain/joint_rerank.py)
+    # and submit that where it beats the lists fusion out of fold
+    joint_rerank: bool = False
 
     def validate(self) -> None:
         if any(w < 0 for w in self.weights.values()):

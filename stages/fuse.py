@@ -21,7 +21,9 @@ def main(argv: list[str] | None = None) -> None:
     params = StageParams(args.params)
     cfg = params.fuse
     models = {m: ModelInputs.read(params.candidates(m), params.features(m)) for m in params.train.models}
-    fused, record = fuse_models(cfg, models, rerank_options(params.rerank), params.folds_file(), args.params)
+    fused, record = fuse_models(
+        cfg, models, rerank_options(params.rerank), params.folds_file(), args.params, joint=params.rerank
+    )
     save_candidate_sets(cfg.out, {"fused": fused})
     write_json(cfg.weights_out, record)
 

@@ -10,13 +10,14 @@ from typing import Any
 
 from pipeline.chain.fuse_choice import choice_record, choice_table, choose_fusion, tuning_set_size
 from pipeline.chain.fuse_step import configured_weights, fuse_lists, oof_labels
+from pipeline.chain.joint_rerank import JointChoice, choose_joint
 from pipeline.chain.model_inputs import ModelInputs
 from pipeline.chain.rerank_step import RerankOption
 from pipeline.data.folds import read_folds
 from pipeline.errors import DataError
 from pipeline.retrieval.candidates import CandidateLists, named_set
 from pipeline.retrieval.validate import check_same_ids
-from pipeline.sections import FuseConfig
+from pipeline.sections import FuseConfig, RerankStageConfig
 
 log = logging.getLogger("fuse")
 
@@ -68,16 +69,19 @@ def fuse_models(
     options: Sequence[RerankOption],
     folds_file: Path,
     params_file: str | Path,
+    joint: RerankStageConfig | None = None,
 ) -> tuple[CandidateLists, dict[str, Any]]:
     """The fused test lists and the fuse.json record, for the models in ``train.models`` order.
 
     ``options``: the rerank options each model's lists hold (rerank_step.rerank_options);
     ``folds_file`` is read only when tuning; ``params_file`` names the file in config errors.
+    ``joint``: the rerank settings for ``fuse.joint_rerank`` (joint_rerank.py; None: not tried).
     """
     names = list(models)
     check_same_ids({m: inputs.features.query.ids for m, inputs in models.items()}, "query images")
     check_same_ids({m: inputs.features.gallery.ids for m, inputs in models.items()}, "gallery images")
     reference = models[names[0]].features
+    joint_lists: CandidateLists | None = None  # the joint re-ranking's test lists, where they are submitted
     if cfg.tune:
         folds = oof_folds(models)
         oof = [
@@ -92,10 +96,38 @@ def fuse_models(
         log.info("out-of-fold choice:\n%s", choice_table(choice, names, size))
         chosen, weights = choice.chosen, choice.weights
         record = choice_record(choice, names, {o.name: o.settings() for o in options}, size)
+        if cfg.joint_rerank and joint is not None:
+            joint_choice = _try_joint(models, choice.fusion_weights, joint, labels)
+            if joint_choice is not None:
+                won = joint_choice.score > choice.score
+                record["joint"] = joint_choice.record(submitted=won)
+                if won:
+                    record.update(oof_score=joint_choice.score, submitted=f"joint re-ranking ({joint_choice.chosen})")
+                    joint_lists, weights = joint_choice.lists, joint_choice.weights
     else:
         chosen, weights = [cfg.source] * len(names), configured_weights(cfg, names, str(params_file))
         record = {"oof_score": None, "options": {m: {"chosen": cfg.source} for m in names}}
-    test_lists = [named_set(inputs.lists, option, inputs.lists_path) for inputs, option in zip(models.values(), chosen)]
-    fused = fuse_lists(test_lists, weights, cfg.method, len(reference.gallery.ids))
+    if joint_lists is None:
+        test_lists = [named_set(inputs.lists, option, inputs.lists_path) for inputs, option in zip(models.values(), chosen)]
+        fused = fuse_lists(test_lists, weights, cfg.method, len(reference.gallery.ids))
+    else:
+        fused = joint_lists
     summary = {"weights": dict(zip(names, weights)), "tuned": cfg.tune, "method": cfg.method, "source": cfg.source, **record}
     return fused, summary
+
+
+def _try_joint(
+    models: Mapping[str, ModelInputs], weights: Sequence[float], cfg: RerankStageConfig, labels: Mapping[int, tuple[Any, Any]]
+) -> JointChoice | None:
+    """The joint re-ranking of the tuned mix, or None where it has nothing to add: one model
+    carries all the weight (its own options were scored already), or the lists are re-sorted by
+    local distances, which the joint features do not carry."""
+    if sum(w > 0 for w in weights) < 2:
+        log.info("joint re-ranking not tried: the tuned mix has a single model")
+        return None
+    if cfg.local_weight:
+        log.info("joint re-ranking not tried: rerank.local_weight > 0 and the joint features have no local part")
+        return None
+    joint_choice = choose_joint([inputs.features for inputs in models.values()], weights, cfg, labels)
+    log.info("fuse, then re-rank once (weights %s), out of fold:\n%s", [round(w, 2) for w in weights], joint_choice.table())
+    return joint_choice
