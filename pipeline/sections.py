@@ -10,7 +10,7 @@ lives with it (pipeline/demo): only the demo stage reads it.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -196,6 +196,13 @@ class ExtractConfig(TTAConfig):
     # out-of-fold distractors: the tuning lists then rank the held-out gallery among as many
     # images as the test's (open set: test identities never match a held-out query).
     oof_distractors: bool = False
+    # Also store every set's single-view features (scale 1, upright, no flip) in <out>/<model>/plain/:
+    # the tuned fuse stage may then choose, per model, lists with or without TTA ('plain_<option>').
+    plain_views: bool = False
+
+    def single_view(self) -> ExtractConfig:
+        """This config with one view per image: scale 1, upright, no flip."""
+        return replace(self, scales=(1.0,), rotations=(0,), flip=False)
 
     def validate(self) -> None:
         super().validate()

@@ -10,8 +10,9 @@ from pipeline.data.folds import read_folds
 from pipeline.errors import ConfigError
 from pipeline.infer.extract import extract_model
 from pipeline.infer.onnx_engine import load_onnx_model
-from pipeline.infer.store import save_features
+from pipeline.infer.store import ModelFeatures, save_features
 from pipeline.params import StageParams
+from pipeline.sections import ExtractConfig
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,16 +22,21 @@ def main(argv: list[str] | None = None) -> None:
     params = StageParams(args.params)
     folds = read_folds(params.folds_file())
     local = params.rerank.local_weight > 0  # local features are stored only when retrieval uses them
-    if params.extract.engine == "onnx":  # the export stage's files, checked there against PyTorch
-        if local:
-            raise ConfigError(f"{args.params}: extract.engine onnx exports the global embedding only; "
-                              "rerank.local_weight > 0 needs extract.engine torch")
-        models = {f: params.onnx(args.model, f) for f in params.train.folds}
-        on_cpu = dataclasses.replace(params.extract, device="cpu")  # onnxruntime's CPU provider
-        features = extract_model(models, params.cache(), folds, on_cpu, load=load_onnx_model)
-    else:
-        features = extract_model(params.trained_checkpoints(args.model), params.cache(), folds, params.extract, local=local)
-    save_features(params.features(args.model), features, dtype=params.extract.dtype)
+    if params.extract.engine == "onnx" and local:
+        raise ConfigError(f"{args.params}: extract.engine onnx exports the global embedding only; "
+                          "rerank.local_weight > 0 needs extract.engine torch")
+
+    def extract(cfg: ExtractConfig) -> ModelFeatures:
+        if cfg.engine == "onnx":  # the export stage's files, checked there against PyTorch
+            models = {f: params.onnx(args.model, f) for f in params.train.folds}
+            on_cpu = dataclasses.replace(cfg, device="cpu")  # onnxruntime's CPU provider
+            return extract_model(models, params.cache(), folds, on_cpu, load=load_onnx_model)
+        return extract_model(params.trained_checkpoints(args.model), params.cache(), folds, cfg, local=local)
+
+    out = params.features(args.model)
+    save_features(out, extract(params.extract), dtype=params.extract.dtype)  # replaces the whole folder
+    if params.extract.plain_views:
+        save_features(out / "plain", extract(params.extract.single_view()), dtype=params.extract.dtype)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pipeline.chain.fuse_run import fuse_models
 from pipeline.chain.model_inputs import ModelInputs
-from pipeline.chain.rerank_step import rerank_options
+from pipeline.chain.rerank_step import rerank_options, with_plain_views
 from pipeline.cli import run_stage, stage_parser
 from pipeline.io_utils import write_json
 from pipeline.params import StageParams
@@ -21,9 +21,8 @@ def main(argv: list[str] | None = None) -> None:
     params = StageParams(args.params)
     cfg = params.fuse
     models = {m: ModelInputs.read(params.candidates(m), params.features(m)) for m in params.train.models}
-    fused, record = fuse_models(
-        cfg, models, rerank_options(params.rerank), params.folds_file(), args.params, joint=params.rerank
-    )
+    options = with_plain_views(rerank_options(params.rerank), params.extract.plain_views)
+    fused, record = fuse_models(cfg, models, options, params.folds_file(), args.params, joint=params.rerank)
     save_candidate_sets(cfg.out, {"fused": fused})
     write_json(cfg.weights_out, record)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.chain.rerank_step import rerank_model
+from pipeline.chain.rerank_step import PLAIN, rerank_model
 from pipeline.cli import run_stage, stage_parser
 from pipeline.infer.store import load_features
 from pipeline.params import StageParams
@@ -15,7 +15,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = StageParams(args.params)
     features = load_features(params.features(args.model))
-    save_candidate_sets(params.candidates(args.model), rerank_model(features, params.rerank))
+    sets = rerank_model(features, params.rerank)
+    if params.extract.plain_views:  # the same options on the single-view features, as 'plain_<option>'
+        sets.update(rerank_model(load_features(params.features(args.model) / "plain"), params.rerank, prefix=PLAIN))
+    save_candidate_sets(params.candidates(args.model), sets)
 
 
 if __name__ == "__main__":

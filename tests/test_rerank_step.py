@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.chain.rerank_step import rerank_model, rerank_options
+from pipeline.chain.rerank_step import PLAIN, rerank_model, rerank_options, with_plain_views
 from pipeline.config import from_mapping
 from pipeline.errors import ConfigError, DataError
 from pipeline.infer.store import FeatureSet, ModelFeatures
 from pipeline.retrieval import expansion, rerank, search, validate
 from pipeline.retrieval.rerank import k_reciprocal_rerank
 from pipeline.retrieval.search import rank_from_distance
-from pipeline.sections import RerankGrid, RerankStageConfig
+from pipeline.sections import ExtractConfig, RerankGrid, RerankStageConfig
 
 
 def clustered(n: int, dim: int, seed: int) -> np.ndarray:
@@ -87,3 +87,23 @@ def test_bad_features_name_the_set_and_a_bad_grid_is_a_config_error():
         rerank_model(ModelFeatures(FeatureSet(broken, model.query.ids), model.gallery, {}), RerankStageConfig(k1=4, k2=2))
     with pytest.raises(ConfigError, match="grid: k1"):
         from_mapping(RerankStageConfig, {"grid": {"k1": [0]}}, "params.yaml", "rerank")
+
+
+def test_plain_view_options_repeat_every_option_under_the_prefix():
+    cfg = RerankStageConfig(k1=4, k2=2, grid=RerankGrid(k1=[3]))
+    options = with_plain_views(rerank_options(cfg), plain=True)
+    assert [o.name for o in options] == ["raw", "reranked", "reranked_k1-3_k2-2_lambda-0.3",
+                                         "plain_raw", "plain_reranked", "plain_reranked_k1-3_k2-2_lambda-0.3"]
+    assert options[4].settings() == options[1].settings()
+    assert with_plain_views(rerank_options(cfg), plain=False) == rerank_options(cfg)
+    model = features()
+    plain, unprefixed = rerank_model(model, cfg, prefix=PLAIN), rerank_model(model, cfg)
+    assert sorted(plain) == sorted(n.replace("oof0_", "oof0_plain_") if n.startswith("oof0_") else "plain_" + n for n in unprefixed)
+    np.testing.assert_array_equal(plain["oof0_plain_reranked"].indices, unprefixed["oof0_reranked"].indices)
+
+
+def test_single_view_keeps_one_upright_unflipped_view_and_every_other_setting():
+    cfg = ExtractConfig(scales=(1.0, 1.1), rotations=(0, 90), flip=True, batch_size=7, oof_distractors=True)
+    single = cfg.single_view()
+    assert (single.scales, single.rotations, single.flip) == ((1.0,), (0,), False)
+    assert (single.batch_size, single.oof_distractors, single.out) == (7, True, cfg.out)

@@ -24,6 +24,7 @@ from pipeline.sections import RerankStageConfig
 
 RAW = "raw"
 CONFIGURED = "reranked"
+PLAIN = "plain_"  # the prefix of an option on the single-view features (extract.plain_views)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ def rerank_options(cfg: RerankStageConfig) -> list[RerankOption]:
         if (k1, k2, lambda_value) != (cfg.k1, cfg.k2, cfg.lambda_value):
             options.append(RerankOption(f"reranked_k1-{k1}_k2-{k2}_lambda-{lambda_value:g}", k1, k2, lambda_value))
     return options
+
+
+def with_plain_views(options: list[RerankOption], plain: bool) -> list[RerankOption]:
+    """``options``, then with ``plain`` each of them again on the single-view features ('plain_<name>')."""
+    return options + ([replace(option, name=PLAIN + option.name) for option in options] if plain else [])
 
 
 def model_candidates(query: FeatureSet, gallery: FeatureSet, cfg: RerankStageConfig, where: str) -> dict[str, CandidateLists]:
@@ -91,11 +97,12 @@ def model_candidates(query: FeatureSet, gallery: FeatureSet, cfg: RerankStageCon
     return sets
 
 
-def rerank_model(features: ModelFeatures, cfg: RerankStageConfig) -> dict[str, CandidateLists]:
-    """Named lists for the rerank stage's ``.npz``: '<option>' (test) and 'oof<F>_<option>'."""
-    sets = model_candidates(features.query, features.gallery, cfg, "test set")
+def rerank_model(features: ModelFeatures, cfg: RerankStageConfig, prefix: str = "") -> dict[str, CandidateLists]:
+    """Named lists for the rerank stage's ``.npz``: '<prefix><option>' (test) and
+    'oof<F>_<prefix><option>' (``prefix`` PLAIN for the single-view features)."""
+    sets = {prefix + name: lists for name, lists in model_candidates(features.query, features.gallery, cfg, "test set").items()}
     for fold, (query, _) in sorted(features.oof.items()):
         gallery, _ = features.oof_gallery(fold)  # with extract.oof_distractors: held-out gallery + distractors
         oof = model_candidates(query, gallery, cfg, f"fold {fold} out-of-fold set")
-        sets.update({f"oof{fold}_{name}": lists for name, lists in oof.items()})
+        sets.update({f"oof{fold}_{prefix}{name}": lists for name, lists in oof.items()})
     return sets
