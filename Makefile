@@ -10,9 +10,12 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 setup: $(VENV)/.installed
 
+# --no-compile: pip would byte-compile all ~15,000 installed .py files (about a minute of one
+# core); Python compiles on first import only what is used (about 2,500 modules for a torch
+# stage, benchmarks/results/bench_stage_startup.md), once.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-compile -e '.[test]'
 	touch $@
 
 demo: setup
