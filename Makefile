@@ -11,8 +11,8 @@ export PATH := $(abspath $(BIN)):$(PATH)
 setup: $(VENV)/.installed
 
 # --no-compile: pip would byte-compile all ~15,000 installed .py files (install 119 s -> 78 s,
-# benchmarks/results/runs_demo.md); Python compiles on first import only what is used (about 2,500 modules for a torch
-# stage, benchmarks/results/bench_stage_startup.md), once.
+# benchmarks/results/runs_demo.md); Python compiles on first import only what is used
+# (about 2,500 modules for a torch stage, benchmarks/results/bench_stage_startup.md), once.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-compile -e '.[test]'
