@@ -5,8 +5,8 @@ glibc serves allocations above its mmap threshold (a few MiB, raised on the fly 
 with a fresh ``mmap`` and returns them on ``free``; it also trims the heap's free top. A CPU
 forward pass of a convolutional network allocates and frees tensors of tens to hundreds of MiB
 every batch, so each batch pays a page fault per 4 KiB touched: on this project's 2-core
-machine an EfficientNet-Lite0 training step spent more system than user time, and a batch of
-512 extraction views ran 2.7x slower than the same views without the faults
+machine an EfficientNet-Lite0 training step spent 0.70 s of its 1.62 s in the kernel, and a
+batch of 512 extraction views ran 2.66x slower than the same views without the faults
 (benchmarks/results/bench_allocator.md). No library sets this for a process: PyTorch leaves the
 CPU allocator to libc, and preloading jemalloc or tcmalloc needs a system package and an
 environment variable set before Python starts, which a ``dvc repro`` stage cannot rely on.
