@@ -1,7 +1,8 @@
 """Two finished chains' submissions on the same test split, paired per query.
 
 Each chain's fused test lists are recomputed through the fuse stage's own code
-(fuse_run.fuse_models) from its stored features and rerank lists; printed: each chain's
+(fuse_run.fuse_models) from its stored features and rerank lists, so both go through the same
+fuse code whatever version wrote their fused.npz; printed: each chain's
 test score (0.5 top-1 + 0.5 AP@10 per query, averaged) and the paired per-query difference
 with its standard error. The recorded use (benchmarks/results/runs_grocery.md):
 
