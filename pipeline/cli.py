@@ -22,7 +22,7 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
 
 
 def run_stage(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
-    """Run ``main``; turn a PipelineError into ``error: ...`` on stderr and exit status 2.
+    """Run ``main``; turn a PipelineError (or a missing file) into ``error: ...`` on stderr and exit status 2.
 
     Log records and the final error go through tqdm, which clears an unfinished progress bar
     first, so a message never ends up glued to the end of a bar's line. Freed memory is kept
@@ -36,6 +36,10 @@ def run_stage(main: Callable[[list[str] | None], None], argv: list[str] | None =
             main(argv)
     except PipelineError as error:
         _say(f"error: {error}")
+        sys.exit(2)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as error:
+        # A missing input that no check of ours named first: still one line naming the path.
+        _say(f"error: {error.filename}: {(error.strerror or 'not found').lower()}")
         sys.exit(2)
     except KeyboardInterrupt:
         _say("interrupted: rerun the stage to resume")

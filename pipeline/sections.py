@@ -148,6 +148,8 @@ class TrainStageConfig:
     def validate(self) -> None:
         if not self.models:
             raise ValueError("models must name at least one recipe")
+        if not self.folds:
+            raise ValueError("folds must name at least one fold (0 to folds.k - 1)")
         if len(set(self.models)) != len(self.models) or len(set(self.folds)) != len(self.folds):
             raise ValueError("models and folds must not repeat")
         if self.threads < 0:
@@ -421,8 +423,10 @@ class DuplicatesConfig:
     """params.yaml section ``duplicates`` (pipeline/evaluate/duplicates.py)."""
 
     out: str = "outputs/duplicates"  # groups.csv, merge.csv, summary.json, sheets/group_NNN.png
-    model: str = "lite0"  # which trained model's classifier (a train.models name) ...
-    fold: int = 0  # ... and which of its folds
+    # Which trained model's classifier (a train.models name) and which of train.folds; None
+    # follows the chain: the first of each, so any model list runs end to end (see ``target``).
+    model: str | None = None
+    fold: int | None = None
     threshold: float = 0.5  # cosine similarity of classifier rows at which labels join a group
     linkage: Literal["single", "average", "complete"] = "average"
     sheets: int = 20  # contact sheets drawn, most similar groups first
@@ -433,3 +437,16 @@ class DuplicatesConfig:
             raise ValueError(f"threshold must be in (-1, 1), got {self.threshold}")
         if self.sheets < 0 or self.images_per_label < 1:
             raise ValueError("sheets must not be negative and images_per_label must be at least 1")
+
+    def target(self, train: TrainStageConfig, source: str = "params.yaml") -> tuple[str, int]:
+        """The (model, fold) whose classifier rows the stage clusters: the configured ones, which
+        must be trained by the chain, or the first of ``train.models`` / ``train.folds``."""
+        model = train.models[0] if self.model is None else self.model
+        fold = train.folds[0] if self.fold is None else self.fold
+        if model not in train.models:
+            raise ConfigError(f"{source}: duplicates.model is '{model}', which train.models ({', '.join(train.models)}) "
+                              "does not list: name one of them, or null for the first")
+        if fold not in train.folds:
+            raise ConfigError(f"{source}: duplicates.fold is {fold}, which train.folds {list(train.folds)} does not list: "
+                              "name one of them, or null for the first")
+        return model, fold

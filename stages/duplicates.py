@@ -1,7 +1,7 @@
 """duplicates: candidate duplicate identities in the training labels, from the classifier rows
-of one trained model (``duplicates.model``, fold ``duplicates.fold``): groups.csv, a
-merge.csv to review and name in ``folds.label_merge``, summary.json and a contact sheet of
-each group's training images."""
+of one trained model (``duplicates.model``, fold ``duplicates.fold``; unset: the first of
+``train.models`` and ``train.folds``): groups.csv, a merge.csv to review and name in
+``folds.label_merge``, summary.json and a contact sheet of each group's training images."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import logging
 import numpy as np
 
 from pipeline.cli import run_stage, stage_parser
-from pipeline.errors import ConfigError, DataError
+from pipeline.errors import DataError
 from pipeline.evaluate.duplicates import classifier_rows, duplicate_groups, merge_table
 from pipeline.evaluate.sheets import render_sheet
 from pipeline.io_utils import atomic_dir
@@ -24,21 +24,20 @@ log = logging.getLogger("duplicates")
 def main(argv: list[str] | None = None) -> None:
     args = stage_parser(__doc__).parse_args(argv)
     params = StageParams(args.params)
-    cfg, train = params.duplicates, params.train
-    if cfg.model not in train.models or cfg.fold not in train.folds:
-        raise ConfigError(f"{args.params}: duplicates.model / fold ({cfg.model}, {cfg.fold}) is not in train.models / folds")
-    data = load_fold(params.cache(), params.folds_file(), cfg.fold)
-    checkpoint = params.checkpoint(cfg.model, cfg.fold)
+    cfg = params.duplicates
+    model, fold = cfg.target(params.train, str(args.params))
+    data = load_fold(params.cache(), params.folds_file(), fold)
+    checkpoint = params.checkpoint(model, fold)
     rows = classifier_rows(checkpoint)
     train_labels = data.labels[data.train_rows]
     classes, counts = np.unique(train_labels, return_counts=True)  # the trainer's class order
     if len(classes) != len(rows):
-        raise DataError(f"{checkpoint}: {len(rows)} classifier rows, but fold {cfg.fold} trains {len(classes)} labels (retrain)")
+        raise DataError(f"{checkpoint}: {len(rows)} classifier rows, but fold {fold} trains {len(classes)} labels (retrain)")
     groups = duplicate_groups(rows, classes, cfg.threshold, cfg.linkage)
     image_counts = dict(zip(classes.tolist(), counts.tolist(), strict=True))
     groups.insert(2, "images", [image_counts[label] for label in groups["label"]])
     summary = {
-        "model": cfg.model, "fold": cfg.fold, "threshold": cfg.threshold, "linkage": cfg.linkage,
+        "model": model, "fold": fold, "threshold": cfg.threshold, "linkage": cfg.linkage,
         "groups": int(groups["group"].nunique()), "labels_in_groups": len(groups),
         "train_labels": len(classes), "images_in_groups": int(groups["images"].sum()), "train_images": len(train_labels),
     }

@@ -159,3 +159,23 @@ def test_stage_maps_rows_to_the_fold_labels_and_writes_the_report(tmp_path):
     torch.save({"model": {"head.weight": torch.from_numpy(rows[:-1]).float()}}, checkpoint)
     with pytest.raises(DataError, match=f"{len(trained) - 1} classifier rows, but fold 0 trains {len(trained)} labels"):
         main(["--params", str(params)])
+
+
+def test_unset_model_and_fold_follow_the_chain_and_a_stray_one_names_its_key(tmp_path):
+    """A chain whose train.models shares no name with the defaults: the stage takes its first
+    model and fold; a model or fold the chain does not train is a params error, not a missing file."""
+    from pipeline.errors import ConfigError
+    from pipeline.params import StageParams
+    from pipeline.sections import DuplicatesConfig
+
+    params = tmp_path / "params.yaml"
+    params.write_text("train: {models: [person_a, person_b], folds: [2, 0]}\nduplicates: {}\n", encoding="utf-8")
+    stage = StageParams(params)
+    assert stage.duplicates.target(stage.train) == ("person_a", 2)
+    params.write_text("train: {models: [person_a, person_b], folds: [2, 0]}\nduplicates: {model: person_b, fold: 0}\n")
+    stage = StageParams(params)
+    assert stage.duplicates.target(stage.train) == ("person_b", 0)
+    with pytest.raises(ConfigError, match=r"^params\.yaml: duplicates\.model is 'lite0', which train\.models \(person_a, person_b\)"):
+        DuplicatesConfig(model="lite0").target(stage.train)
+    with pytest.raises(ConfigError, match=r"^p\.yaml: duplicates\.fold is 1, which train\.folds \[2, 0\] does not list"):
+        DuplicatesConfig(fold=1).target(stage.train, "p.yaml")
