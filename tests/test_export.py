@@ -25,15 +25,18 @@ from pipeline.train.checkpoint import save_checkpoint
 MEAN, STD = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
 
 
-def write_checkpoint(path: Path, seed: int = 0) -> None:
+def write_checkpoint(path: Path, seed: int = 0, pooling: str = "gem") -> None:
     """A training-format checkpoint of a tiny model whose BatchNorm statistics are not the
-    defaults: a graph traced in training mode (batch statistics) would then disagree."""
+    defaults: a graph traced in training mode (batch statistics) would then disagree. An
+    attention pooling gets a random score, so its softmax is not the uniform start."""
     torch.manual_seed(seed)
-    recipe = Recipe(model=ModelConfig(backbone="test_efficientnet"), train=TrainConfig(epochs=1, input_size=24))
+    recipe = Recipe(model=ModelConfig(backbone="test_efficientnet", pooling=pooling), train=TrainConfig(epochs=1, input_size=24))
     model = create_model(recipe.model, num_classes=5).train()
     with torch.no_grad():
         for _ in range(3):
             model(torch.rand(8, 3, 24, 24) * 3 - 1)
+        if pooling == "attention":
+            model.pooling.score.weight.normal_(0.0, 0.5)
     save_checkpoint(path, {
         "format": 1, "recipe": dataclasses.asdict(recipe), "num_classes": 5, "model": model.state_dict(),
         "meta": {"model_name": "tiny", "fold": 0, "input_size": 24, "mean": MEAN, "std": STD},
@@ -70,6 +73,24 @@ def test_onnxruntime_agrees_with_pytorch_for_any_batch_and_tta_size(exported):
     assert report["images"] == 9 and report["folds"]["0"]["max_abs_normalised"] <= 1e-4
     assert json.loads((out / "check.json").read_text()) == report
     assert sorted(p.name for p in out.iterdir()) == ["check.json", "fold0.onnx"]
+
+
+def test_attention_pooling_exports_for_any_feature_map_size(tmp_path):
+    from pipeline.train.trained import load_trained_model
+
+    checkpoint = tmp_path / "models" / "tiny" / "fold0" / "checkpoints" / "best.pt"
+    checkpoint.parent.mkdir(parents=True)
+    write_checkpoint(checkpoint, pooling="attention")
+    report = export_folds({0: checkpoint}, images(5), ExportConfig(batch_size=4), tmp_path / "onnx")
+    assert report["folds"]["0"]["max_abs_normalised"] <= 1e-4
+    model, _ = load_trained_model(checkpoint)
+    embedder, _ = load_onnx_model(tmp_path / "onnx" / "fold0.onnx")
+    for shape in [(1, 3, 64, 64), (3, 3, 96, 64)]:  # 2 x 2 and 3 x 2 maps (24 px gives 1 x 1)
+        x = torch.rand(shape) * 4 - 2
+        with torch.no_grad():
+            expected = model.embed(x)
+            assert not torch.allclose(expected, model.embed_pooled(model.feature_map(x).mean(dim=(2, 3))))
+        assert torch.allclose(embedder.embed(x), expected, atol=1e-4, rtol=0)
 
 
 def test_extraction_through_onnxruntime_matches_pytorch(exported):

@@ -62,6 +62,20 @@ def test_bnneck_and_parameter_groups():
     assert ids["backbone"] | ids["head"] == trainable
 
 
+def test_attention_pooling_from_a_recipe_sits_on_the_backbone_width_and_trains_with_the_head():
+    config = from_mapping(ModelConfig, {"backbone": BACKBONE, "pooling": "attention"}, "recipe.yaml")
+    model = create_model(config, num_classes=3)
+    assert model.pooling.score.weight.shape == (1, 256, 1, 1)
+    assert id(model.pooling.score.weight) in {id(p) for p in model.parameter_groups()["head"]}
+    model.eval()
+    with torch.no_grad():  # the zero start is average pooling: the embedding of an avg-pooled twin
+        twin = create_model(ModelConfig(BACKBONE, pooling="avg"), num_classes=3).eval()
+        twin.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("pooling.")})
+        torch.testing.assert_close(model.embed(IMAGES), twin.embed(IMAGES))
+    with pytest.raises(ConfigError, match="'pooling' must be one of 'gem', 'avg', 'max', 'attention'"):
+        from_mapping(ModelConfig, {"backbone": BACKBONE, "pooling": "median"}, "recipe.yaml")
+
+
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
 def test_pretrained_file_loads_the_backbone_and_ignores_the_classifier(tmp_path, suffix):
     source = create_backbone(BACKBONE)

@@ -31,7 +31,7 @@ class ModelConfig:
     # input normalisation; None: what the weights were trained with (the package's, else timm's)
     input_mean: tuple[float, float, float] | None = None
     input_std: tuple[float, float, float] | None = None
-    pooling: Literal["gem", "avg", "max"] = "gem"
+    pooling: Literal["gem", "avg", "max", "attention"] = "gem"  # attention: pipeline/models/pooling.py
     gem_p: float = 3.0
     gem_learnable: bool = True
     embedding_dim: int = 0  # 0: the backbone's width; else a linear reduction before the neck
@@ -63,7 +63,10 @@ class ModelConfig:
             (not (self.pretrained and self.pretrained_file), "pretrained and pretrained_file are exclusive"),
             ((self.input_mean is None) == (self.input_std is None), "input_mean and input_std go together"),
             (all(s > 0 for s in self.input_std or ()), f"input_std must be positive, got {self.input_std}"),
-            (self.pooling in ("gem", "avg", "max"), f"pooling must be gem, avg or max, got {self.pooling!r}"),
+            (
+                self.pooling in ("gem", "avg", "max", "attention"),
+                f"pooling must be gem, avg, max or attention, got {self.pooling!r}",
+            ),
             (self.gem_p >= 1.0, f"gem_p must be >= 1, got {self.gem_p}"),
             (self.embedding_dim >= 0, f"embedding_dim must be >= 0, got {self.embedding_dim}"),
             (self.neck in ("bnneck", "none"), f"neck must be bnneck or none, got {self.neck!r}"),
@@ -136,7 +139,7 @@ def create_model(config: ModelConfig, num_classes: int) -> ReIDModel:
     )
     model = ReIDModel(
         backbone,
-        create_pooling(config.pooling, config.gem_p, config.gem_learnable),
+        create_pooling(config.pooling, config.gem_p, config.gem_learnable, channels=width),
         reduction,
         neck,
         head,

@@ -54,6 +54,35 @@ class AvgPool(nn.Module):
         return _masked_mean(x, mask)
 
 
+class AttentionPool(nn.Module):
+    """Attention pooling, FastReID's fourth aggregation: f_c = sum_n w_n x_c,n with
+    w = softmax over the positions n of a learnt score (a bias-free 1x1 convolution of the map).
+
+    FastReID's paper defines it as a softmax-weighted mean (its eq. 4) but fast-reid's code
+    ships no such layer, so how the weights are made is chosen here: one map shared by the
+    channels (C weights; a per-channel map would add C^2, too many for a few hundred training
+    identities). The score starts at zero, i.e. uniform weights, exactly average pooling: a
+    pretrained backbone starts from the aggregation its features were trained under and the
+    map is learnt from there. A bias would change nothing (softmax ignores a shift). Under a
+    ``mask`` the softmax runs over the masked positions only.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.score = nn.Conv2d(channels, 1, kernel_size=1, bias=False)
+        nn.init.zeros_(self.score.weight)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        # float32 whatever the autocast dtype, as GeM: a bf16 softmax over a few hundred
+        # positions rounds the small weights away
+        logits = self.score(x).flatten(1).float()  # (B, H*W)
+        if mask is not None:
+            logits = logits.masked_fill(~mask.bool().flatten(1), float("-inf"))
+        weights = torch.softmax(logits, dim=1)
+        # a product and a sum, not bmm, which autocast would run in bf16
+        return (x.flatten(2).float() * weights.unsqueeze(1)).sum(dim=-1)
+
+
 class MaxPool(nn.Module):
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         if mask is None:
@@ -61,12 +90,17 @@ class MaxPool(nn.Module):
         return x.masked_fill(~mask.bool().unsqueeze(1), float("-inf")).amax(dim=(-2, -1))
 
 
-def create_pooling(name: str, gem_p: float = 3.0, gem_learnable: bool = True) -> nn.Module:
-    """Pick a pooling layer by name: "gem", "avg" or "max"."""
+def create_pooling(name: str, gem_p: float = 3.0, gem_learnable: bool = True, channels: int = 0) -> nn.Module:
+    """Pick a pooling layer by name: "gem", "avg", "max" or "attention" (which needs the
+    feature map's ``channels``)."""
+    if name == "attention":
+        if channels < 1:
+            raise ValueError(f"attention pooling needs the feature map's channels, got {channels}")
+        return AttentionPool(channels)
     if name == "gem":
         return GeM(p=gem_p, learnable=gem_learnable)
     if name == "avg":
         return AvgPool()
     if name == "max":
         return MaxPool()
-    raise ValueError(f"unknown pooling {name!r} (known: gem, avg, max)")
+    raise ValueError(f"unknown pooling {name!r} (known: gem, avg, max, attention)")
