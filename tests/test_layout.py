@@ -144,9 +144,50 @@ def test_missing_csv_names_the_path(tmp_path: Path) -> None:
         read_split(tmp_path, "query")
 
 
-def test_dot_dot_inside_the_root_is_allowed(root: Path) -> None:
+def test_dot_dot_inside_the_root_is_allowed_and_read_normalised(root: Path) -> None:
     _write(root, "gallery", "image\nimg/../img/a.jpg\n")
-    assert read_split(root, "gallery")["image"].tolist() == ["img/../img/a.jpg"]
+    assert read_split(root, "gallery")["image"].tolist() == ["img/a.jpg"]
+
+
+def test_a_backslash_path_is_read_as_the_file_it_names(root: Path) -> None:
+    """The reader checks ``img/c.jpg`` for ``img\\c.jpg``: every stage must then open that file,
+    so the table carries the path the reader found, not the string as written."""
+    _write(root, "query", "image,label\nimg\\c.jpg,12\n")
+    assert read_split(root, "query")["image"].tolist() == ["img/c.jpg"]
+
+
+def test_label_and_camera_cells_lose_surrounding_whitespace_with_one_counting_warning(root: Path, caplog) -> None:
+    """' id1' beside 'id1' is one identity, not two; image cells are left as written."""
+    _touch(root, "img/e.jpg")
+    _write(root, "train", "image,label,camera\nimg/a.jpg,id1,c1\nimg/b.jpg, id1,c2 \nimg/e.jpg,\tid2 , c1\n")
+    with caplog.at_level("WARNING"):
+        train = read_split(root, "train")
+    assert train["label"].tolist() == ["id1", "id1", "id2"] and train["camera"].tolist() == ["c1", "c2", "c1"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"{root / 'train.csv'}: read 2 label cells and 2 camera cells without their surrounding "
+                        "whitespace (first on line 3)"]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        read_split(root, "query")
+    assert not caplog.records  # nothing stripped, nothing said
+
+
+@pytest.mark.parametrize(("delimiter", "name"), [(";", "semicolon"), ("\t", "tab"), ("|", "vertical bar")])
+def test_another_delimiter_is_named(root: Path, delimiter: str, name: str) -> None:
+    _write(root, "train", f"image{delimiter}label\nimg/a.jpg{delimiter}1\n")
+    with pytest.raises(DataError, match=rf"train\.csv: line 1: the header .* is one field holding a {name}: the file "
+                                        rf"looks {name}-separated; the canonical layout separates columns with commas"):
+        read_split(root, "train")
+
+
+def test_a_folder_is_called_a_folder_and_a_missing_file_shows_both_paths(root: Path) -> None:
+    _write(root, "gallery", "image\nimg\n")
+    with pytest.raises(DataError, match=rf"gallery\.csv: line 2: 'img' is a directory, not an image file \(resolved: {root}/img\)"):
+        read_split(root, "gallery")
+    _write(root, "gallery", "image\nimg\\gone.jpg\n")
+    with pytest.raises(DataError, match=r"gallery\.csv: line 2: image file not found: 'img\\gone\.jpg' "
+                                        rf"\(resolved: {root}/img/gone\.jpg\)"):
+        read_split(root, "gallery")
 
 
 def test_check_files_false_skips_the_file_check(root: Path) -> None:

@@ -4,8 +4,13 @@
     <root>/query.csv     image[,label][,camera]
     <root>/gallery.csv   image[,label][,camera]
 
-``image`` is a path relative to ``<root>`` (forward slashes). Every cell is read as a string
-("007" stays "007"). Other columns (bounding boxes, attributes) are read past with one
+``image`` is a path relative to ``<root>``, read normalised (``\\`` as ``/``, ``a/./b`` as ``a/b``),
+so every stage opens the file the reader checked. Every cell is read as a string ("007" stays
+"007"). Label and camera cells are stripped of surrounding whitespace, with one warning per
+file that counts the rows: a space after a comma (``img.jpg, id1``, as hand-written and some
+exported CSVs have) never means another identity, so refusing the file would only stop a table
+whose meaning is clear, and keeping it would silently split ``id1`` from `` id1``. A header
+that is one field holding ``;``, a tab or ``|`` is refused naming that delimiter. Other columns (bounding boxes, attributes) are read past with one
 warning per file, but a column whose name is close to a known one (``lable``) is an error,
 so a misspelling never silently drops the labels used for scoring. A split with no data
 rows is an error too: every later stage would fail on it less clearly. Query and gallery
@@ -37,6 +42,8 @@ from pipeline.io_utils import read_text, write_csv
 
 SPLITS = ("train", "query", "gallery")
 COLUMNS = ("image", "label", "camera")
+STRIPPED = ("label", "camera")  # names: surrounding whitespace is never part of them
+_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "vertical bar"}  # what other CSV dialects separate with
 RANKED_SPLITS = ("query", "gallery")  # their base names are written into the submission
 
 _UNSUBMITTABLE = re.compile(r"[,{}\r\n]")  # the submission format's own punctuation
@@ -74,6 +81,7 @@ def read_split(root: str | Path, split: str, *, check_files: bool = True) -> pd.
         columns = _check_header(csv_path, split, header)
         known = [i for i, name in enumerate(columns) if name in COLUMNS]
         values: dict[str, list[str]] = {columns[i]: [] for i in known}
+        stripped: dict[str, list[int]] = {name: [] for name in STRIPPED}  # the lines of each column's padded cells
         first_line: dict[str, int] = {}
         names = _BaseNames(csv_path) if split in RANKED_SPLITS else None
         for row in reader:
@@ -85,11 +93,16 @@ def read_split(root: str | Path, split: str, *, check_files: bool = True) -> pd.
                     f"{csv_path}: line {line}: expected {len(columns)} fields ({','.join(columns)}), got {len(row)}"
                 )
             for i in known:
-                if not row[i].strip():
+                cell = row[i]
+                if not cell.strip():
                     raise DataError(f"{csv_path}: line {line}: empty '{columns[i]}' cell")
-                values[columns[i]].append(row[i])
+                if columns[i] in STRIPPED and cell != cell.strip():
+                    stripped[columns[i]].append(line)
+                    cell = cell.strip()
+                values[columns[i]].append(cell)
             image = row[columns.index("image")]
             key = check_image_path(csv_path, line, image)
+            values["image"][-1] = key
             if key in first_line:
                 raise DataError(
                     f"{csv_path}: line {line}: duplicate image '{image}' (first listed on line {first_line[key]})"
@@ -97,16 +110,32 @@ def read_split(root: str | Path, split: str, *, check_files: bool = True) -> pd.
             first_line[key] = line
             if names is not None:
                 names.add(line, key)
-            if check_files and not (root / key).is_file():
-                raise DataError(f"{csv_path}: line {line}: image file not found: {root / key}")
+            if check_files:
+                _check_file(csv_path, line, image, root / key)
     except csv.Error as error:
         raise DataError(f"{csv_path}: line {reader.line_num}: malformed CSV ({error})") from error
     if not first_line:
         raise DataError(f"{csv_path}: no data rows after the header")
+    _warn_stripped(csv_path, stripped)
     # Canonical column order, whatever the order in the file.
     frame = pd.DataFrame({name: pd.Series(values[name], dtype=str) for name in _canonical(columns)})
     frame.attrs[_LINES] = list(first_line.values())
     return frame
+
+
+def _check_file(csv_path: Path, line: int, image: str, path: Path) -> None:
+    """The image must be a file; the error shows the path as written and as resolved."""
+    if path.is_dir():
+        raise DataError(f"{csv_path}: line {line}: '{image}' is a directory, not an image file (resolved: {path})")
+    if not path.is_file():
+        raise DataError(f"{csv_path}: line {line}: image file not found: '{image}' (resolved: {path})")
+
+
+def _warn_stripped(csv_path: Path, stripped: dict[str, list[int]]) -> None:
+    counts = [f"{len(lines)} {name} cell{'s' if len(lines) > 1 else ''}" for name, lines in stripped.items() if lines]
+    if counts:
+        first = min(lines[0] for lines in stripped.values() if lines)
+        log.warning("%s: read %s without their surrounding whitespace (first on line %d)", csv_path, " and ".join(counts), first)
 
 
 def csv_line(table: pd.DataFrame, row: int) -> int:
@@ -148,6 +177,11 @@ class _BaseNames:
 
 
 def _check_header(csv_path: Path, split: str, header: list[str]) -> list[str]:
+    if len(header) == 1:
+        found = [name for delimiter, name in _DELIMITERS.items() if delimiter in header[0]]
+        if found:
+            raise DataError(f"{csv_path}: line 1: the header {header[0]!r} is one field holding a {found[0]}: "
+                            f"the file looks {found[0]}-separated; the canonical layout separates columns with commas")
     columns = [name.strip() for name in header]
     unknown = [name for name in columns if name not in COLUMNS]
     for name in unknown:
