@@ -56,6 +56,10 @@ class DatasetConfig:
     # A query that is also a gallery image: stop with an error naming both rows ("error"), or
     # take each query's own image out of its ranking ("exclude"; see pipeline/data/self_match.py).
     self_matches: SelfMatchMode = "error"
+    # What a decode passes over in silence (damaged JPEG data; frames after the first of an
+    # animated or multi-page file): false reports it per image in the denoise report and decodes
+    # on (the first frame is a whole picture, and damage may touch a few rows); true stops there.
+    strict_decode: bool = False
 
     def validate(self) -> None:
         if not self.root:

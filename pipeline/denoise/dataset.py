@@ -4,14 +4,17 @@
 
     <out_root>/train.csv, query.csv, gallery.csv   the tables as read (known columns only)
     <out_root>/<every image path the CSVs name>    repaired if found noisy, else the source file
-    <out_root>/report.csv                           image,split,noise,sigma,impulse_fraction,action
+    <out_root>/report.csv                           image,split,noise,sigma,impulse_fraction,action,decode_warning
     <out_root>/self_matches.csv                     query,gallery,reason (pipeline/data/self_match.py)
 
 As the first stage that reads the dataset, it checks all of it: every image of every split
 is decoded (train images too), so a bad file stops the chain here with the user's file and
 CSV line, not one stage later with the path of a copy. Query and gallery images are examined
 for noise; train images only with ``apply_to_train`` (otherwise they are linked through
-untouched). An unchanged image is hard-linked (falling back to a byte copy across
+untouched). What a decode passes over in silence (damaged JPEG data, frames after the first:
+``pipeline.data.images.decode_warnings``) goes into the report's ``decode_warning`` column, an
+unexamined image getting a row of its own (noise ``not examined``), or stops the run naming
+the CSV line with ``strict_decode``. An unchanged image is hard-linked (falling back to a byte copy across
 filesystems), so the copy costs almost no disk space. A repaired image keeps its file name
 and format.
 """
@@ -28,7 +31,7 @@ import cv2
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline.data.images import read_image, write_image
+from pipeline.data.images import decode_warnings, read_image, write_image
 from pipeline.data.layout import SPLITS, csv_line, read_split, split_path, write_split
 from pipeline.denoise.estimate import NoiseEstimate, estimate_noise
 from pipeline.denoise.repair import repair
@@ -38,11 +41,12 @@ from pipeline.io_utils import atomic_dir, write_csv
 from pipeline.sections import DenoiseConfig, SelfMatchMode
 
 # Re-exported: the stage's whole API importable from one place.
-__all__ = ["REPORT_COLUMNS", "DenoiseConfig", "NoiseEstimate", "denoise_dataset", "denoise_file", "estimate_noise", "repair"]
+__all__ = ["NOT_EXAMINED", "REPORT_COLUMNS", "DenoiseConfig", "NoiseEstimate", "denoise_dataset", "denoise_file", "estimate_noise", "repair"]
 
-_Job = tuple[str, str, str, str, int, bool, DenoiseConfig]  # src, out, image, split, CSV line, examine, cfg
+_Job = tuple[str, str, str, str, int, bool, DenoiseConfig, bool]  # src, out, image, split, CSV line, examine, cfg, strict
 
-REPORT_COLUMNS = ["image", "split", "noise", "sigma", "impulse_fraction", "action"]
+REPORT_COLUMNS = ["image", "split", "noise", "sigma", "impulse_fraction", "action", "decode_warning"]
+NOT_EXAMINED = "not examined"  # the noise of a report row that is there for its decode warning only
 
 
 def _place_unchanged(src: Path, dst: Path) -> None:
@@ -53,22 +57,28 @@ def _place_unchanged(src: Path, dst: Path) -> None:
 
 
 def denoise_file(
-    src_root: Path, out_root: Path, image: str, split: str, cfg: DenoiseConfig, *, line: int = 0, examine: bool = True
+    src_root: Path, out_root: Path, image: str, split: str, cfg: DenoiseConfig, *, line: int = 0, examine: bool = True,
+    strict_decode: bool = False,
 ) -> dict[str, object] | None:
     """Decode one image; examine it (``examine``) and return its report row, write its copy.
 
-    A decoding error names the split's CSV and ``line`` (when given) before the file.
+    A decoding error (a decode warning too, with ``strict_decode``) names the split's CSV and
+    ``line`` (when given) before the file. An unexamined image has a row only for a warning.
     """
     src, dst = src_root / image, out_root / image
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         rgb = read_image(src)
+        warning = "; ".join(decode_warnings(src))
+        if warning and strict_decode:
+            raise DataError(f"{src}: {warning} (dataset.strict_decode is on)")
     except DataError as error:
         where = f"{split_path(src_root, split)}: line {line}: " if line else ""
         raise DataError(f"{where}{error}") from error
     if not examine:
         _place_unchanged(src, dst)
-        return None
+        return None if not warning else {"image": image, "split": split, "noise": NOT_EXAMINED, "sigma": None,
+                                          "impulse_fraction": None, "action": "none", "decode_warning": warning}
     estimate = estimate_noise(rgb, cfg.gaussian_threshold, cfg.impulse_threshold, cfg.grey_threshold)
     repaired, action = repair(rgb, estimate, cfg)
     if repaired is rgb:
@@ -76,18 +86,21 @@ def denoise_file(
     else:
         write_image(dst, repaired)
     return {"image": image, "split": split, "noise": estimate.kind, "sigma": estimate.sigma,
-            "impulse_fraction": estimate.impulse_fraction, "action": action}
+            "impulse_fraction": estimate.impulse_fraction, "action": action, "decode_warning": warning}
 
 
 def _denoise_job(job: _Job) -> dict[str, object] | None:
-    src_root, out_root, image, split, line, examine, cfg = job
-    return denoise_file(Path(src_root), Path(out_root), image, split, cfg, line=line, examine=examine)
+    src_root, out_root, image, split, line, examine, cfg, strict = job
+    return denoise_file(Path(src_root), Path(out_root), image, split, cfg, line=line, examine=examine, strict_decode=strict)
 
 
 def denoise_dataset(
-    src_root: Path, out_root: Path, cfg: DenoiseConfig, self_matches: SelfMatchMode = "error"
+    src_root: Path, out_root: Path, cfg: DenoiseConfig, self_matches: SelfMatchMode = "error", strict_decode: bool = False
 ) -> pd.DataFrame:
-    """Write the repaired full copy of ``src_root`` at ``out_root``; return the report table."""
+    """Write the repaired full copy of ``src_root`` at ``out_root``; return the report table.
+
+    ``strict_decode``: a decode warning (``decode_warnings``) stops the run instead of being reported.
+    """
     cfg.validate()
     src_root, out_root = Path(src_root), Path(out_root)
     tables = {split: read_split(src_root, split) for split in SPLITS}
@@ -98,7 +111,7 @@ def denoise_dataset(
             write_split(tmp, split, table)
         write_self_matches(tmp, matches)
         jobs = [
-            (str(src_root), str(tmp), image, split, csv_line(table, row), split in examined, cfg)
+            (str(src_root), str(tmp), image, split, csv_line(table, row), split in examined, cfg, strict_decode)
             for split, table in tables.items()
             for row, image in enumerate(table["image"])
         ]
