@@ -381,10 +381,18 @@ class FuseConfig:
     # tuned only: also re-rank the tuned mix's joint features once (pipeline/chain/joint_rerank.py)
     # and submit that where it beats the lists fusion out of fold
     joint_rerank: bool = False
+    # tuned only: leave a default (a model's raw lists; the best single model; the lists fusion)
+    # only for a paired out-of-fold gain > min_gain_se x its standard error (pipeline/chain/gain_test.py)
+    min_gain_se: float = 1.0
+    # tuned only: the held-out sets' shape (pipeline/chain/tuning_set.py): folds (folds.query_fraction),
+    # single_shot (one query, one gallery image per identity), auto (single_shot for a test gallery < 2 x its queries)
+    tuning_shape: Literal["auto", "folds", "single_shot"] = "auto"
 
     def validate(self) -> None:
         if any(w < 0 for w in self.weights.values()):
             raise ValueError("weights must not be negative")
+        if not 0 <= self.min_gain_se < float("inf"):
+            raise ValueError(f"min_gain_se must be a finite number >= 0, got {self.min_gain_se}")
         if self.source == "auto" and not self.tune:
             raise ValueError("source 'auto' chooses on the out-of-fold lists and needs tune: true; without tuning set source: raw or reranked")
 

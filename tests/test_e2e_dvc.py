@@ -79,15 +79,19 @@ def test_repro_writes_a_valid_submission_and_scores(repo):
     assert metrics["submission"]["score"] == pytest.approx(metrics["fused"]["score"])
     fuse = json.loads((repo / "outputs/fuse.json").read_text())
     assert set(fuse["weights"]) == {"tiny", "tiny_resnet", "tiny_lite0"} and sum(fuse["weights"].values()) == pytest.approx(1.0)
-    # Per model: every option scored on the pooled out-of-fold lists, the best one chosen and
-    # scored on the test set; the submission scores no lower out-of-fold than any option alone.
+    # Per model: every option scored on the pooled out-of-fold lists and tested against the raw
+    # lists (fuse.min_gain_se), the best of those that pass chosen (raw where none does) and scored
+    # on the test set; the submission scores no lower out of fold than any chosen option alone.
     names = {"raw", "reranked", "reranked_k1-4_k2-3_lambda-0.3"}
     for model, entry in fuse["options"].items():
         # extract.plain_views (on by default): every option again on the single-view features
         assert set(entry["oof_scores"]) == names | {f"plain_{name}" for name in names}
-        assert entry["oof_scores"][entry["chosen"]] == max(entry["oof_scores"].values())
+        assert entry["default"] == "raw" and set(entry["tests"]) == set(entry["oof_scores"]) - {"raw"}
+        passed = [option for option, test in entry["tests"].items() if test["passed"]]
+        assert entry["chosen"] == (max(passed, key=entry["oof_scores"].__getitem__) if passed else "raw")
         assert 0.0 <= metrics[f"{model} chosen: {entry['chosen']}"]["score"] <= 1.0
-    assert fuse["oof_score"] >= max(max(e["oof_scores"].values()) for e in fuse["options"].values())
+    assert fuse["oof_score"] >= max(e["oof_scores"][e["chosen"]] for e in fuse["options"].values())
+    assert (fuse["submitted"] == "fusion") == fuse["fusion"]["test"]["passed"]
     folds = pd.read_csv(repo / "outputs/folds.csv")
     held_out = folds[folds["fold"].isin([0, 1])]
     assert fuse["tuning_set"] == {
@@ -97,6 +101,7 @@ def test_repro_writes_a_valid_submission_and_scores(repo):
         "identities": held_out["label"].nunique(),
         # extract.oof_distractors (on by default): each fold's tuning gallery also holds the whole test gallery
         "distractors_per_fold": {"0": len(gallery), "1": len(gallery)},
+        "shape": "folds",  # fuse.tuning_shape auto: 2 to 4 gallery images per test query
     }
     assert sorted(p.name for p in (repo / "outputs/report").iterdir()) == ["best1.png", "cmc.png", "worst1.png"]
     duplicates = json.loads((repo / "outputs/duplicates/summary.json").read_text())

@@ -57,15 +57,61 @@ def test_chooser_takes_raw_where_reranking_hurts_and_reranked_where_it_helps():
         "reranked": {0: fold(True, True), 1: fold(True, True)},
         "reranked_k1-4_k2-3_lambda-0.3": {0: fold(True, False), 1: fold(True, True)},
     }
-    choice = choose_fusion([hurt, helped], labels, "distance", 0.5)
+    choice = choose_fusion([hurt, helped], labels, "distance", 0.5, 0.0)
     assert choice.chosen == ["raw", "reranked"]
     # 4 pooled queries: all right = 1; one right = (1 + 3 * 0.25) / 4; three right = (3 + 0.25) / 4
     assert choice.option_scores[0] == pytest.approx({"raw": 1.0, "reranked": 0.4375})
     assert choice.option_scores[1] == pytest.approx({"raw": 0.4375, "reranked": 1.0, "reranked_k1-4_k2-3_lambda-0.3": 0.8125})
     # A configured source is taken for every model as it is; every option is still scored.
-    fixed = choose_fusion([hurt, helped], labels, "distance", 0.5, fixed="reranked")
+    fixed = choose_fusion([hurt, helped], labels, "distance", 0.5, 0.0, fixed="reranked")
     assert fixed.chosen == ["reranked", "reranked"] and fixed.option_scores == choice.option_scores
     assert fixed.weights == [0.0, 1.0] and fixed.score == pytest.approx(1.0)
+
+
+def test_an_option_is_taken_over_raw_only_for_a_gain_beyond_its_standard_error():
+    labels = {0: (QUERY, GALLERY), 1: (QUERY, GALLERY)}
+    # Per query (pooled, folds in order): raw 1, 1, 0.25, 0.25; reranked 1, 1, 1, 0.25. Its gain
+    # 0, 0, 0.75, 0 is 0.1875 +- 0.1875 (sd 0.375 / 2): the higher pooled score, not beyond one SE
+    # (one query better and none worse is always exactly one SE).
+    model = {"raw": {0: fold(True, True), 1: fold(False, False)}, "reranked": {0: fold(True, True), 1: fold(True, False)}}
+    kept = choose_fusion([model], labels, "distance", 0.5, 1.0)
+    assert kept.chosen == ["raw"] and kept.option_scores[0] == pytest.approx({"raw": 0.625, "reranked": 0.8125})
+    test = kept.option_choices[0].tests["reranked"]
+    assert (test.mean_gain, test.se, test.queries, test.passed) == (0.1875, pytest.approx(0.1875), 4, False)
+    assert choose_fusion([model], labels, "distance", 0.5, 0.0).chosen == ["reranked"]  # the old rule chased it
+    # A third fold where reranked wins both queries again: gains 0, 0, 0.75, 0, 0.75, 0.75 over 6
+    # queries, 0.375 +- 0.1677 (sd 0.4108): beyond one SE, so reranked is taken.
+    labels[2] = (QUERY, GALLERY)
+    model["raw"][2], model["reranked"][2] = fold(False, False), fold(True, True)
+    taken = choose_fusion([model], labels, "distance", 0.5, 1.0)
+    assert taken.chosen == ["reranked"]
+    test = taken.option_choices[0].tests["reranked"]
+    assert (test.mean_gain, test.se, test.queries) == (0.375, pytest.approx(np.sqrt(6 * 0.375**2 / 5) / np.sqrt(6)), 6)
+
+
+# Queries x, y against gallery x, y, z, w. Model A is right for x and unsure for y (a near tie puts
+# z first), B the other way round; fused half and half, each sure answer outvotes the other's
+# near tie and both queries are right (score 1 each, against 1 and 0.25 alone).
+MIX_QUERY, MIX_GALLERY = np.array(["x", "y"]), np.array(["x", "y", "z", "w"])
+SURE, UNSURE = [0.0, 1.0, 1.0, 1.0], [0.0, 0.01, 1.0, 1.0]
+MIX_A = CandidateLists(np.array([[0, 2, 1, 3], [2, 1, 0, 3]]), np.array([SURE, UNSURE], np.float32))
+MIX_B = CandidateLists(np.array([[2, 0, 1, 3], [1, 2, 0, 3]]), np.array([UNSURE, SURE], np.float32))
+
+
+def test_the_tuned_mix_is_submitted_only_for_a_gain_beyond_its_standard_error():
+    for folds, submitted in ((1, False), (3, True)):
+        labels = {f: (MIX_QUERY, MIX_GALLERY) for f in range(folds)}
+        oof = [{"raw": {f: MIX_A for f in labels}}, {"raw": {f: MIX_B for f in labels}}]
+        choice = choose_fusion(oof, labels, "distance", 0.5, 1.0)
+        assert choice.fusion_weights == [0.5, 0.5] and choice.fusion_score == pytest.approx(1.0)
+        # gain over A alone: 0 and 0.75 per fold's two queries: 0.375 +- 0.375 for one fold (exactly
+        # one SE, not beyond), +- 0.1677 for three (sd 0.4108 / sqrt(6))
+        assert choice.fusion_test.mean_gain == pytest.approx(0.375) and choice.best_single == 0
+        assert choice.fusion_test.se == pytest.approx(np.std([0, 0.75] * folds, ddof=1) / np.sqrt(2 * folds))
+        assert choice.fusion_test.passed is submitted and choice.single is not submitted
+        assert choice.weights == ([0.5, 0.5] if submitted else [1.0, 0.0])
+        assert choice.score == pytest.approx(1.0 if submitted else 0.625)
+        np.testing.assert_allclose(choice.per_query, [1.0, 1.0] * folds if submitted else [1.0, 0.25] * folds)
 
 
 def test_scores_pool_every_folds_queries_rather_than_averaging_the_folds():
@@ -80,7 +126,7 @@ def test_scores_pool_every_folds_queries_rather_than_averaging_the_folds():
     assert pooled_score(early, labels) == pytest.approx(0.4375)
     assert pooled_score(late, labels) == pytest.approx(0.625)
     # A mean of fold scores would prefer 'early'; the pooled score prefers 'late'.
-    choice = choose_fusion([{"early": early, "late": late}], labels, "distance", 0.5)
+    choice = choose_fusion([{"early": early, "late": late}], labels, "distance", 0.5, 0.0)
     assert choice.chosen == ["late"] and choice.score == pytest.approx(0.625)
     weights, score = tune_weights_on_folds({f: [early[f]] for f in labels}, labels, "distance", 0.5)
     assert weights == [1.0] and score == pytest.approx(0.4375)
@@ -98,7 +144,7 @@ def test_a_mix_that_scores_below_the_best_single_model_is_never_submitted():
     for weight_b in (0.1, 0.5, 0.9):
         mixed = fuse_lists([a, b], [1 - weight_b, weight_b], "distance", 4)
         assert pooled_score({0: mixed}, labels) < 1.0
-    choice = choose_fusion([{"raw": {0: a}}, {"raw": {0: b}}], labels, "distance", 0.1)
+    choice = choose_fusion([{"raw": {0: a}}, {"raw": {0: b}}], labels, "distance", 0.1, 0.0)
     assert choice.weights == [1.0, 0.0] and choice.single and choice.best_single == 0
     assert choice.score == pytest.approx(1.0)
     submitted = fuse_lists([a, b], choice.weights, "distance", 4)
@@ -112,7 +158,7 @@ def test_a_mix_that_only_ties_the_best_single_model_is_not_submitted_either():
     labels = {0: (np.array(["x"]), GALLERY)}
     a = CandidateLists(np.array([[0, 2, 1, 3]]), np.array([[0.0, 0.1, 0.9, 1.0]], np.float32))
     b = CandidateLists(np.array([[1, 0, 2, 3]]), np.array([[0.0, 0.01, 0.02, 1.0]], np.float32))
-    choice = choose_fusion([{"raw": {0: a}}, {"raw": {0: b}}], labels, "distance", 0.1)
+    choice = choose_fusion([{"raw": {0: a}}, {"raw": {0: b}}], labels, "distance", 0.1, 0.0)
     assert choice.fusion_weights == pytest.approx([0.1, 0.9]) and choice.fusion_score == pytest.approx(1.0)
     assert choice.weights == [1.0, 0.0] and choice.single and choice.score == pytest.approx(1.0)
 
@@ -140,7 +186,7 @@ def test_the_submission_scores_at_least_its_best_ingredient_on_random_cases(meth
             }
             for _model in range(3)
         ]
-        choice = choose_fusion(oof, labels, method, 0.25)
+        choice = choose_fusion(oof, labels, method, 0.25, 0.0)
         best_single = max(max(scores.values()) for scores in choice.option_scores)
         submitted = {f: fuse_lists([m[o][f] for m, o in zip(oof, choice.chosen)], choice.weights, method, 9) for f in labels}
         assert choice.score >= best_single
@@ -156,10 +202,16 @@ def test_tuning_set_size_counts_every_fold():
 def test_record_and_table_report_every_option_the_choice_and_the_tuning_set(tmp_path):
     labels = {0: (QUERY, GALLERY)}
     oof = [{"raw": {0: fold(True, False)}, "reranked": {0: fold(True, True)}}, {"raw": {0: fold(False, True)}}]
-    choice = choose_fusion(oof, labels, "distance", 0.5)
+    choice = choose_fusion(oof, labels, "distance", 0.5, 0.0)
     size = tuning_set_size(labels)
     record = choice_record(choice, ["m1", "m2"], {"raw": None, "reranked": {"k1": 20, "k2": 6, "lambda_value": 0.3}}, size)
-    assert record["options"]["m1"] == {"chosen": "reranked", "oof_scores": {"raw": 0.625, "reranked": 1.0}}
+    # m1's reranked lists gain 0 and 0.75 on the two queries over raw: 0.375 +- 0.375, above 0 SE
+    assert record["options"]["m1"] == {
+        "chosen": "reranked", "oof_scores": {"raw": 0.625, "reranked": 1.0}, "default": "raw",
+        "tests": {"reranked": {"mean_gain": 0.375, "se": pytest.approx(0.375), "queries": 2, "k": 0.0, "passed": True}},
+    }
+    assert record["options"]["m2"] == {"chosen": "raw", "oof_scores": {"raw": 0.625}, "default": "raw", "tests": {}}
+    assert record["fusion"]["test"]["against"] == "m1 [reranked]" and record["fusion"]["test"]["passed"] is False
     assert record["submitted"] == "m1 alone" and record["oof_score"] == 1.0
     assert record["tuning_set"] == {
         "folds": 1, "held_out_queries": 2, "gallery_images": 4, "identities": 2, "distractors_per_fold": {"0": 0}
@@ -168,6 +220,8 @@ def test_record_and_table_report_every_option_the_choice_and_the_tuning_set(tmp_
     assert "1 folds pooled: 2 held-out queries, 4 gallery images, 2 identities; distractors per fold: 0: 0" in table
     assert "| raw | 0.6250 | 0.6250* |" in table and "| reranked | 1.0000* | – |" in table
     assert "submitted: m1 alone, out-of-fold score 1.0000" in table
+    assert "m1: took reranked over raw: +0.3750 +- 0.3750 over 2 queries (k 0: passed)" in table
+    assert "fusion against the best single model: +0.0000 +- 0.0000 over 2 queries (k 0: not passed)" in table
     path = tmp_path / "fuse.json"
     path.write_text(json.dumps(record))
     assert chosen_options(path, ["m1", "m2"]) == {"m1": "reranked", "m2": "raw"}
@@ -183,6 +237,11 @@ def test_source_auto_needs_tuning_and_the_grid_is_checked():
     with pytest.raises(ConfigError, match="params.yaml: fuse: source 'auto' .* needs tune: true"):
         from_mapping(FuseConfig, {"tune": False}, "params.yaml", prefix="fuse")
     assert from_mapping(FuseConfig, {"tune": False, "source": "raw"}, "params.yaml", prefix="fuse").source == "raw"
+    assert (default.min_gain_se, default.tuning_shape) == (1.0, "auto")
+    with pytest.raises(ConfigError, match="params.yaml: fuse: min_gain_se must be a finite number >= 0, got -1"):
+        from_mapping(FuseConfig, {"min_gain_se": -1}, "params.yaml", prefix="fuse")
+    with pytest.raises(ConfigError, match="fuse.tuning_shape"):
+        from_mapping(FuseConfig, {"tuning_shape": "one_shot"}, "params.yaml", prefix="fuse")
     with pytest.raises(ConfigError, match="params.yaml: rerank: grid: k1 must be a positive integer, got 0"):
         from_mapping(RerankStageConfig, {"grid": {"k1": [5, 0]}}, "params.yaml", prefix="rerank")
     with pytest.raises(ConfigError, match="unknown key 'rerank.grid.lambda'"):

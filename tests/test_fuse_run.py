@@ -61,7 +61,8 @@ def test_tuned_fusion_submits_the_model_that_is_right_out_of_fold(folds_file):
     # Held-out queries a1, b1 against gallery a2, b2: m ranks both right, n both wrong.
     right, wrong = [[0, 1], [1, 0]], [[1, 0], [0, 1]]
     models = {"m": model("m", [[0, 1, 2], [2, 1, 0]], right, OOF_IDS), "n": model("n", [[1, 0, 2], [0, 2, 1]], wrong, OOF_IDS)}
-    fused, record = fuse_models(FuseConfig(), models, OPTIONS, folds_file, "p.yaml")
+    # two test queries against three gallery images would make fuse.tuning_shape auto single-shot
+    fused, record = fuse_models(FuseConfig(tuning_shape="folds"), models, OPTIONS, folds_file, "p.yaml")
     np.testing.assert_array_equal(fused.indices, models["m"].lists["raw"].indices)
     assert record["weights"] == {"m": 1.0, "n": 0.0} and record["tuned"] is True
     assert record["oof_score"] == pytest.approx(1.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -109,31 +110,45 @@ SURE, UNSURE = [0.0, 1.0, 1.0, 1.0], [0.0, 0.01, 1.0, 1.0]  # a clear first hit;
 # mixed, the unsure mistakes are outvoted and only d (wrong in both, surely) stays wrong.
 M_LISTS = [([0, 1, 2, 3], SURE), ([0, 1, 2, 3], UNSURE), ([2, 3, 0, 1], SURE), ([2, 3, 0, 1], SURE)]
 N_LISTS = [([1, 0, 2, 3], UNSURE), ([1, 0, 2, 3], SURE), ([3, 2, 0, 1], UNSURE), ([1, 3, 0, 2], SURE)]
+# Four test queries against four gallery images would make fuse.tuning_shape auto single-shot; any
+# out-of-fold gain counts (min_gain_se 0) where the paired test is not what a test is about.
+ANY_GAIN = FuseConfig(tuning_shape="folds", min_gain_se=0.0)
 
 
 def test_tuned_fuse_submits_the_joint_re_ranking_where_it_wins_out_of_fold(folds_file, caplog):
     models = {"m": model_inputs("m", M_LISTS), "n": model_inputs("n", N_LISTS)}
     options = rerank_options(PLAIN)
-    fused_off, off = fuse_models(FuseConfig(joint_rerank=False), models, options, folds_file, "p.yaml", joint=PLAIN)
+    fused_off, off = fuse_models(replace(ANY_GAIN, joint_rerank=False), models, options, folds_file, "p.yaml", joint=PLAIN)
     assert "joint" not in off and off["submitted"] == "fusion" and off["oof_score"] < 1.0
     np.testing.assert_array_equal(fused_off.indices[:, 0], [0, 1, 2, 1])  # d stays wrong
     with caplog.at_level(logging.INFO, logger="fuse"):
-        fused, record = fuse_models(FuseConfig(joint_rerank=True), models, options, folds_file, "p.yaml", joint=PLAIN)
+        fused, record = fuse_models(replace(ANY_GAIN, joint_rerank=True), models, options, folds_file, "p.yaml", joint=PLAIN)
     assert record["joint"]["submitted"] is True and record["submitted"] == "joint re-ranking (raw)"
     assert record["oof_score"] == pytest.approx(1.0) and record["joint"]["weights"] == list(record["weights"].values())
     np.testing.assert_array_equal(fused.indices[:, 0], np.arange(4))
     assert "joint re-ranking raw: 1.0000*" in caplog.text
+    # Three standard errors asked. The lists fusion scores 1, 1, 1, 0.125 per query (d's match at rank
+    # 4) against m alone's 1, 0.25, 1, 0.25: gain 0.15625 +- 0.2001, not submitted; m alone is. The
+    # joint re-ranking's gain over m alone, 0, 0.75, 0, 0.75, is 0.375 +- 0.2165: short of 3 x 0.2165.
+    fused, record = fuse_models(replace(ANY_GAIN, joint_rerank=True, min_gain_se=3.0), models, options, folds_file, "p.yaml", joint=PLAIN)
+    assert record["submitted"] == "m alone" and record["joint"]["submitted"] is False
+    fusion_test = record["fusion"]["test"]
+    assert fusion_test["mean_gain"] == pytest.approx(0.15625) and fusion_test["against"] == "m [raw]"
+    assert fusion_test["se"] == pytest.approx(np.std([0, 0.75, 0, -0.125], ddof=1) / 2)
+    test = record["joint"]["test"]
+    assert (test["mean_gain"], test["se"], test["queries"], test["passed"]) == (pytest.approx(0.375), pytest.approx(0.375 / np.sqrt(3)), 4, False)
+    np.testing.assert_array_equal(fused.indices, models["m"].lists["raw"].indices)
 
 
 def test_the_lists_fusion_stays_where_the_joint_does_not_beat_it(folds_file, caplog):
     # the same lists, but both models with m's features: joined, they still confuse a / b and c / d
     models = {"m": model_inputs("m", M_LISTS), "n": model_inputs("n", N_LISTS, codes="m")}
     options = rerank_options(PLAIN)
-    fused, record = fuse_models(FuseConfig(joint_rerank=True), models, options, folds_file, "p.yaml", joint=PLAIN)
+    fused, record = fuse_models(replace(ANY_GAIN, joint_rerank=True), models, options, folds_file, "p.yaml", joint=PLAIN)
     assert record["joint"]["submitted"] is False and record["joint"]["oof_score"] < record["oof_score"]
     assert record["submitted"] == "fusion"
     np.testing.assert_array_equal(fused.indices[:, 0], [0, 1, 2, 1])
     # a single model: nothing to join
     with caplog.at_level(logging.INFO, logger="fuse"):
-        _, record = fuse_models(FuseConfig(joint_rerank=True), {"m": models["m"]}, options, folds_file, "p.yaml", joint=PLAIN)
+        _, record = fuse_models(replace(ANY_GAIN, joint_rerank=True), {"m": models["m"]}, options, folds_file, "p.yaml", joint=PLAIN)
     assert "joint" not in record and "not tried: the tuned mix has a single model" in caplog.text

@@ -119,13 +119,15 @@ def test_a_distractor_ranked_first_is_a_miss_in_the_tuning_score(tmp_path):
     # a1 -> a2 first (top-1 hit, AP@3 1); b1 -> distractor (row 2) first, b2 second:
     # top-1 miss, AP@3 = (1/2) / min(3, 1) = 0.5. Pooled: 0.5 * (1 + 0) / 2 + 0.5 * (1 + 0.5) / 2 = 0.625,
     # where the same ranks without the distractor (b1 -> b2 first) score 1: top-1 -0.5, mAP -0.25.
-    fused, record = fuse_models(FuseConfig(), {"m": model("m", [[0, 2, 1], [2, 1, 0]], ["g0"])}, RAW_ONLY, folds_file, "p.yaml")
+    cfg = FuseConfig(tuning_shape="folds")  # auto would take the 2-query, 3-image test set for single-shot
+    fused, record = fuse_models(cfg, {"m": model("m", [[0, 2, 1], [2, 1, 0]], ["g0"])}, RAW_ONLY, folds_file, "p.yaml")
     assert record["options"]["m"]["oof_scores"]["raw"] == pytest.approx(0.625)
     assert record["oof_score"] == pytest.approx(0.625)
     assert record["tuning_set"] == {
-        "folds": 1, "held_out_queries": 2, "gallery_images": 2, "identities": 2, "distractors_per_fold": {"0": 1}
+        "folds": 1, "held_out_queries": 2, "gallery_images": 2, "identities": 2, "distractors_per_fold": {"0": 1},
+        "shape": "folds",
     }
-    _, plain = fuse_models(FuseConfig(), {"m": model("m", [[0, 1], [1, 0]], None)}, RAW_ONLY, folds_file, "p.yaml")
+    _, plain = fuse_models(cfg, {"m": model("m", [[0, 1], [1, 0]], None)}, RAW_ONLY, folds_file, "p.yaml")
     assert plain["oof_score"] == pytest.approx(1.0) and plain["tuning_set"]["distractors_per_fold"] == {"0": 0}
 
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.chain.fuse_choice import choice_record, choice_table, choose_fusion, tuning_set_size
+from pipeline.chain.fuse_choice import choice_record, choice_table, choose_fusion, describe_test, tuning_set_size
 from pipeline.chain.fuse_step import configured_weights, fuse_lists, oof_labels
+from pipeline.chain.gain_test import paired_gain
 from pipeline.chain.joint_rerank import JointChoice, choose_joint
 from pipeline.chain.model_inputs import ModelInputs
 from pipeline.chain.rerank_step import RerankOption
+from pipeline.chain.tuning_set import feature_shape, tuning_features
 from pipeline.data.folds import read_folds
 from pipeline.errors import DataError
 from pipeline.retrieval.candidates import CandidateLists, named_set
@@ -74,7 +77,9 @@ def fuse_models(
     """The fused test lists and the fuse.json record, for the models in ``train.models`` order.
 
     ``options``: the rerank options each model's lists hold (rerank_step.rerank_options);
-    ``folds_file`` is read only when tuning; ``params_file`` names the file in config errors.
+    ``folds_file`` is read only when tuning, where each model's held-out sets are first put in
+    the shape ``fuse.tuning_shape`` asks for (tuning_set.py, as the rerank stage did before
+    ranking them); ``params_file`` names the file in config errors.
     ``joint``: the rerank settings for ``fuse.joint_rerank`` (joint_rerank.py; None: not tried).
     """
     names = list(models)
@@ -83,6 +88,9 @@ def fuse_models(
     reference = models[names[0]].features
     joint_lists: CandidateLists | None = None  # the joint re-ranking's test lists, where they are submitted
     if cfg.tune:
+        folds_table = read_folds(folds_file)
+        models = {m: replace(inputs, features=tuning_features(inputs.features, folds_table, cfg.tuning_shape)) for m, inputs in models.items()}
+        reference = models[names[0]].features
         folds = oof_folds(models)
         oof = [
             {o.name: {f: named_set(inputs.lists, f"oof{f}_{o.name}", inputs.lists_path) for f in folds} for o in options}
@@ -90,17 +98,22 @@ def fuse_models(
         ]
         ids = {f: (reference.oof[f][0].ids, reference.oof[f][1].ids) for f in folds}
         distractors = {f: reference.distractor_count(f) for f in folds}
-        labels = oof_labels(read_folds(folds_file), ids, distractors)
-        choice = choose_fusion(oof, labels, cfg.method, cfg.grid_step, fixed=None if cfg.source == "auto" else cfg.source)
+        labels = oof_labels(folds_table, ids, distractors)
+        fixed = None if cfg.source == "auto" else cfg.source
+        choice = choose_fusion(oof, labels, cfg.method, cfg.grid_step, cfg.min_gain_se, fixed=fixed)
         size = tuning_set_size(labels, distractors)
-        log.info("out-of-fold choice:\n%s", choice_table(choice, names, size))
+        shape = feature_shape(reference, cfg.tuning_shape)
+        log.info("out-of-fold choice (tuning set shape: %s):\n%s", shape, choice_table(choice, names, size))
         chosen, weights = choice.chosen, choice.weights
         record = choice_record(choice, names, {o.name: o.settings() for o in options}, size)
+        record["tuning_set"]["shape"] = shape  # type: ignore[index]
         if cfg.joint_rerank and joint is not None:
             joint_choice = _try_joint(models, choice.fusion_weights, joint, labels)
             if joint_choice is not None:
-                won = joint_choice.score > choice.score
-                record["joint"] = joint_choice.record(submitted=won)
+                test = paired_gain(joint_choice.per_query, choice.per_query, cfg.min_gain_se)
+                won = test.passed
+                log.info("joint re-ranking against the lists' submission: %s", describe_test(test))
+                record["joint"] = {**joint_choice.record(submitted=won), "test": test.record()}
                 if won:
                     record.update(oof_score=joint_choice.score, submitted=f"joint re-ranking ({joint_choice.chosen})")
                     joint_lists, weights = joint_choice.lists, joint_choice.weights

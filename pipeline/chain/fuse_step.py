@@ -48,23 +48,35 @@ def fuse_lists(lists: Sequence[CandidateLists], weights: Sequence[float], method
     return fuse_candidate_lists(lists, weights)
 
 
+def pooled_per_query(
+    lists: Mapping[int, CandidateLists], labels: Mapping[int, tuple[np.ndarray, np.ndarray]], k: int = 10
+) -> np.ndarray:
+    """0.5 top-1 + 0.5 AP@k of every held-out query of all folds, fold by fold in ``labels``' order.
+
+    ``lists[f]`` ranks fold f's held-out queries against fold f's held-out gallery and
+    ``labels[f]`` holds their (query labels, gallery labels). The same order for every option,
+    so two options' scores pair query by query (gain_test.paired_gain).
+    """
+    scores = []
+    for fold, (query_labels, gallery_labels) in labels.items():
+        fold_lists = lists[fold]
+        if fold_lists.indices.shape[0] != len(query_labels):
+            raise DataError(
+                f"fold {fold}: out-of-fold lists of {fold_lists.indices.shape[0]} queries for a tuning set of "
+                f"{len(query_labels)} (fuse.tuning_shape or the features changed since the rerank stage ran: rerun it)"
+            )
+        ranking = fold_lists.ranking(min(k, fold_lists.indices.shape[1]))
+        per_query = competition_per_query(ranking, query_labels, gallery_labels, k=ranking.shape[1])
+        scores.append(0.5 * per_query.top1 + 0.5 * per_query.ap)
+    return np.concatenate(scores)
+
+
 def pooled_score(
     lists: Mapping[int, CandidateLists], labels: Mapping[int, tuple[np.ndarray, np.ndarray]], k: int = 10
 ) -> float:
-    """0.5 top-1 + 0.5 mAP@k over the held-out queries of all folds together.
-
-    ``lists[f]`` ranks fold f's held-out queries against fold f's held-out gallery and
-    ``labels[f]`` holds their (query labels, gallery labels). Every query counts once, so a
-    fold with more queries weighs more than in a mean of per-fold scores.
-    """
-    top1, ap = [], []
-    for fold, fold_lists in lists.items():
-        query_labels, gallery_labels = labels[fold]
-        ranking = fold_lists.ranking(min(k, fold_lists.indices.shape[1]))
-        per_query = competition_per_query(ranking, query_labels, gallery_labels, k=ranking.shape[1])
-        top1.append(per_query.top1)
-        ap.append(per_query.ap)
-    return float(0.5 * np.concatenate(top1).mean() + 0.5 * np.concatenate(ap).mean())
+    """0.5 top-1 + 0.5 mAP@k over the held-out queries of all folds together (``pooled_per_query``):
+    every query counts once, so a fold with more queries weighs more than in a mean of per-fold scores."""
+    return float(pooled_per_query(lists, labels, k).mean())
 
 
 def tune_weights_on_folds(

@@ -7,7 +7,9 @@ model's. Each model's L2-normalised features are scaled by sqrt(weight) and conc
 the joint cosine similarity is the weighted mean of the models' cosine similarities; the
 joint features then go through the rerank stage's own options (raw, the configured setting,
 the grid), test set and every fold's out-of-fold set alike, and the tuned fuse stage submits
-them only when the best of them beats its lists fusion out of fold.
+them only when the best of them beats what the lists would submit (their fusion or the best
+single model) out of fold by more than ``fuse.min_gain_se`` standard errors, paired over the
+tuning queries (gain_test).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.chain.fuse_step import pooled_score
+from pipeline.chain.fuse_step import pooled_per_query
 from pipeline.chain.rerank_step import rerank_model, rerank_options
 from pipeline.errors import DataError
 from pipeline.infer.store import FeatureSet, ModelFeatures
@@ -63,12 +65,14 @@ def joint_candidates(
 
 @dataclass(frozen=True)
 class JointChoice:
-    """The joint re-ranking's out-of-fold scores per option, its best option and that option's test lists."""
+    """The joint re-ranking's out-of-fold scores per option, its best option, that option's test
+    lists and its per-query out-of-fold scores (fuse_step.pooled_per_query order)."""
 
     weights: list[float]
     option_scores: dict[str, float]
     chosen: str
     lists: CandidateLists
+    per_query: np.ndarray
 
     @property
     def score(self) -> float:
@@ -96,9 +100,10 @@ def choose_joint(
     """Every rerank option of the joint features scored on the pooled out-of-fold lists (as
     the fuse stage scores a model's options; ties go to the earlier option)."""
     sets = joint_candidates(models, weights, cfg)
-    scores = {
-        option.name: pooled_score({fold: sets[f"oof{fold}_{option.name}"] for fold in labels}, labels)
+    per_query = {
+        option.name: pooled_per_query({fold: sets[f"oof{fold}_{option.name}"] for fold in labels}, labels)
         for option in rerank_options(cfg)
     }
+    scores = {option: float(values.mean()) for option, values in per_query.items()}
     best = max(scores, key=scores.__getitem__)
-    return JointChoice([float(w) for w in weights], scores, best, sets[best])
+    return JointChoice([float(w) for w in weights], scores, best, sets[best], per_query[best])

@@ -99,6 +99,41 @@ def fold_indices(folds: pd.DataFrame, fold: int) -> FoldSplit:
     )
 
 
+def single_shot_split(folds: pd.DataFrame, fold: int) -> FoldSplit:
+    """Fold ``fold``'s held-out identities in a single-shot test's shape: one query and one
+    gallery image each (``fold_indices`` gives the multi-shot shape that ``folds.query_fraction`` sets).
+
+    The query is the identity's first query-role row (make_folds drew the roles at random with
+    ``folds.seed``); the gallery image is the first of its other held-out rows (gallery roles,
+    then its other queries, in table order) whose ``camera`` is known and differs from the
+    query's, or the first of them where none does. Nothing else is drawn, so the split follows
+    from folds.csv alone and the rerank and fuse stages, which both make it, cannot disagree.
+    Identities without a query-role row or a second held-out image (a hand-edited table) are left out.
+    """
+    split = fold_indices(folds, fold)
+    labels = folds["label"].astype(str).to_numpy()
+    cameras = folds["camera"].fillna("").astype(str).to_numpy() if "camera" in folds.columns else np.full(len(folds), "")
+    query_of: dict[str, int] = {}
+    for row in split.val_query:
+        query_of.setdefault(labels[row], int(row))
+    others: dict[str, list[int]] = {label: [] for label in query_of}
+    for row in np.concatenate([split.val_gallery, split.val_query]):
+        if labels[row] in others and row != query_of[labels[row]]:
+            others[labels[row]].append(int(row))
+    queries, gallery = [], []
+    for label, query in query_of.items():
+        if not others[label]:
+            continue
+        crossing = [row for row in others[label] if cameras[query] and cameras[row] and cameras[row] != cameras[query]]
+        queries.append(query)
+        gallery.append((crossing or others[label])[0])
+    return FoldSplit(
+        train=split.train,
+        val_query=np.sort(np.array(queries, dtype=np.int64)),
+        val_gallery=np.sort(np.array(gallery, dtype=np.int64)),
+    )
+
+
 def read_folds(path: str | Path) -> pd.DataFrame:
     """Read a folds.csv written by the folds stage: labels stay strings, ``fold`` is int."""
     path = Path(path)
