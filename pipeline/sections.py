@@ -246,10 +246,13 @@ class DistillConfig:
     student: str  # a recipe in train.recipes (e.g. lite0 at a smaller input)
     teachers: list[str]  # models of train.models; several: their ensemble (mean cosine similarities, mean logits)
     out: str = "outputs/distill"  # <out>/<student>/fold<f>/{checkpoints,live}, as train writes
-    logit_loss: Literal["kl", "js", "none"] = "kl"
-    temperature: float = 4.0
+    # kl | js: divergence of the temperature-softened outputs; l1: of the raw logits (FastReID)
+    logit_loss: Literal["kl", "js", "l1", "none"] = "kl"
+    temperature: float = 4.0  # kl and js only
     logit_weight: float = 1.0
-    embedding_weight: float = 1.0  # in-batch cosine-similarity matching
+    # on the in-batch cosine similarities: mse (matching) or pkt (KL of their kernel distributions)
+    embedding_loss: Literal["mse", "pkt"] = "mse"
+    embedding_weight: float = 1.0
 
     def validate(self) -> None:
         if not self.teachers or len(set(self.teachers)) != len(self.teachers):

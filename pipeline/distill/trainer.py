@@ -1,6 +1,7 @@
 """Distillation (FastReID's knowledge-distillation module): a student recipe trained by the
 training loop as usual (its own losses, schedule, checkpoints, resume) plus two teacher terms:
-soft-label divergence on the classifier outputs and in-batch similarity matching."""
+one on the classifier outputs (``distill.logit_loss``: KL, JS or L1) and one on the in-batch
+similarities of the embeddings (``distill.embedding_loss``: similarity matching or PKT)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import torch
 
-from pipeline.losses.distill import js_distill, kl_distill, similarity_matching
+from pipeline.losses.distill import js_distill, kl_distill, l1_distill, pkt_distill, similarity_matching
 from pipeline.models import ModelOutput
 from pipeline.sections import DistillConfig
 from pipeline.train.data import FoldData
@@ -20,7 +21,9 @@ from pipeline.train.loop import Trainer
 from pipeline.train.recipe import Recipe
 from pipeline.distill.teacher import Teacher
 
-LOGIT_LOSSES = {"kl": kl_distill, "js": js_distill}
+# (student logits, teacher logits, temperature) -> loss; L1 compares the raw logits
+LOGIT_LOSSES = {"kl": kl_distill, "js": js_distill, "l1": lambda student, teacher, _: l1_distill(student, teacher)}
+EMBEDDING_LOSSES = {"mse": similarity_matching, "pkt": pkt_distill}  # (student embeddings, teacher cosines)
 
 
 class DistillTrainer(Trainer):
@@ -43,7 +46,8 @@ class DistillTrainer(Trainer):
             terms["distill_logit"] = cfg.logit_weight * divergence
         if cfg.embedding_weight > 0:
             student = self.model.retrieval_embedding(output)
-            terms["distill_embedding"] = cfg.embedding_weight * similarity_matching(student, teacher_similarities)
+            embedding_loss = EMBEDDING_LOSSES[cfg.embedding_loss](student, teacher_similarities)
+            terms["distill_embedding"] = cfg.embedding_weight * embedding_loss
         for name, term in terms.items():
             total, parts = total + term, {**parts, name: float(term.detach())}
         return total, parts, output
