@@ -6,7 +6,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup demo test grocery bench clean
+.PHONY: setup demo test grocery person bench clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,12 @@ test: setup
 # The same chain on the real grocery photos beside the project (../shared/data/grocery).
 grocery: setup
 	$(BIN)/python -m pipeline.params_override configs/grocery.params.yaml
+	$(BIN)/dvc repro
+	$(BIN)/python -m pipeline.evaluate.summary
+
+# The same chain on the real pedestrian crops beside the project (../shared/data/person, research-only).
+person: setup
+	$(BIN)/python -m pipeline.params_override configs/person.params.yaml
 	$(BIN)/dvc repro
 	$(BIN)/python -m pipeline.evaluate.summary
 
