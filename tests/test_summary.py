@@ -18,13 +18,14 @@ def write(path: Path, text: str) -> None:
 
 def test_score_table_keeps_the_headline_columns_in_order():
     metrics = {"k": 5, "table": {
-        "m1": {"top1": 0.5, "map@5": 0.25, "score": 0.375, "mAP": 0.2, "cmc@5": 0.75, "mINP": 0.1, "cmc@1": 0.5},
+        "m1": {"top1": 0.5, "map@5": 0.25, "score": 0.375, "mAP": 0.2, "cmc@5": 0.75, "mINP": 0.1, "cmc@1": 0.5,
+               "cmc@10": 0.875, "cmc@20": 1.0},
         "submission": {"top1": 0.5, "map@5": 0.25, "score": 0.375},
     }}
     lines = score_table(metrics).splitlines()
-    assert lines[0] == "| method | score | top-1 | mAP@5 | mAP | CMC@5 |"
-    assert lines[2] == "| m1 | 0.375 | 0.500 | 0.250 | 0.200 | 0.750 |"
-    assert lines[3] == "| submission | 0.375 | 0.500 | 0.250 | – | – |"
+    assert lines[0] == "| method | score | top-1 | mAP@5 | CMC@5 | CMC@10 | CMC@20 | mAP | mINP |"
+    assert lines[2] == "| m1 | 0.375 | 0.500 | 0.250 | 0.750 | 0.875 | 1.000 | 0.200 | 0.100 |"
+    assert lines[3] == "| submission | 0.375 | 0.500 | 0.250 | – | – | – | – | – |"
     assert "nothing was scored" in score_table({"table": {}})
 
 

@@ -20,8 +20,13 @@ from pipeline.cli import run_stage
 from pipeline.errors import DataError
 from pipeline.params import StageParams, fold_dir
 
-# metrics.json key -> column heading, in the order shown
-COLUMNS = {"score": "score", "top1": "top-1", "map@{k}": "mAP@{k}", "mAP": "mAP", "cmc@5": "CMC@5"}
+# metrics.json key -> column heading, in the order shown: the competition's columns, then the
+# re-identification ones (CMC rank-1 is top-1; mINP, Ye et al. 2021, is how hard the last true
+# match is to reach), shown for every dataset rather than guessed from its shape
+COLUMNS = {
+    "score": "score", "top1": "top-1", "map@{k}": "mAP@{k}",
+    "cmc@5": "CMC@5", "cmc@10": "CMC@10", "cmc@20": "CMC@20", "mAP": "mAP", "mINP": "mINP",
+}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
