@@ -40,6 +40,12 @@ def height_width(size: ImageSize | list[int]) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
+def rerank_neighbours(k1: int, k2: int) -> int:
+    """Items re-ranking's neighbour lists take among queries + gallery: k1 + 1 (an item is its
+    own first neighbour), or k2."""
+    return max(k1 + 1, k2)
+
+
 def check_rerank_params(k1: int, k2: int, lambda_value: float, error: type[Exception] = ConfigError) -> None:
     for name, value in (("k1", k1), ("k2", k2)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -159,6 +165,12 @@ class TrainStageConfig:
         if self.threads < 0:
             raise ValueError("threads must not be negative")
 
+    def check_folds(self, k: int, source: str = "params.yaml") -> None:
+        """Every fold of ``folds`` must be one the folds stage draws with ``folds.k`` = ``k``."""
+        stray = [fold for fold in self.folds if not 0 <= fold < k]
+        if stray:
+            raise ConfigError(f"{source}: train.folds lists fold {stray[0]}, but folds.k is {k} (folds 0 to {k - 1})")
+
 
 @dataclass(frozen=True)
 class TTAConfig:
@@ -218,6 +230,12 @@ class ExtractConfig(TTAConfig):
             raise ValueError("engine onnx runs on the CPU: set device to cpu or auto")
         if self.engine == "onnx" and self.suppress_background:  # the exported graph ends at the embedding
             raise ValueError("suppress_background needs engine torch: the ONNX files hold no feature map")
+
+    def check_local(self, local_weight: float, source: str = "params.yaml") -> None:
+        """rerank.local_weight > 0 needs local features, which only the torch engine extracts."""
+        if self.engine == "onnx" and local_weight > 0:
+            raise ConfigError(f"{source}: extract.engine onnx exports the global embedding only; "
+                              "rerank.local_weight > 0 needs extract.engine torch")
 
 
 @dataclass(frozen=True)
@@ -398,6 +416,13 @@ class FuseConfig:
             raise ValueError(f"min_gain_se must be a finite number >= 0, got {self.min_gain_se}")
         if self.source == "auto" and not self.tune:
             raise ValueError("source 'auto' chooses on the out-of-fold lists and needs tune: true; without tuning set source: raw or reranked")
+def check_pair_models(pair: str, models: list[str], source: str = "params.yaml") -> None:
+    """Both models of a mutual.pairs entry must be trained by the chain (train.models)."""
+    missing = [name for name in split_pair(pair) if name not in models]
+    if missing:
+        raise ConfigError(f"{source}: mutual.pairs '{pair}': train.models does not list {missing}")
+
+
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ import dataclasses
 
 from pipeline.cli import run_stage, stage_parser
 from pipeline.data.folds import read_folds
-from pipeline.errors import ConfigError
 from pipeline.infer.extract import extract_model
 from pipeline.infer.onnx_engine import load_onnx_model
 from pipeline.infer.store import ModelFeatures, save_features
@@ -22,9 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     params = StageParams(args.params)
     folds = read_folds(params.folds_file())
     local = params.rerank.local_weight > 0  # local features are stored only when retrieval uses them
-    if params.extract.engine == "onnx" and local:
-        raise ConfigError(f"{args.params}: extract.engine onnx exports the global embedding only; "
-                          "rerank.local_weight > 0 needs extract.engine torch")
+    params.extract.check_local(params.rerank.local_weight, str(args.params))
 
     def extract(cfg: ExtractConfig) -> ModelFeatures:
         if cfg.engine == "onnx":  # the export stage's files, checked there against PyTorch

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pipeline.cli import run_stage, stage_parser
 from pipeline.data.folds import make_folds
 from pipeline.data.label_merge import apply_label_merge, read_label_merge
-from pipeline.data.layout import read_split
+from pipeline.data.layout import read_split, split_path
 from pipeline.io_utils import write_csv
 from pipeline.params import StageParams
 
@@ -18,7 +18,9 @@ def main(argv: list[str] | None = None) -> None:
     train = read_split(params.denoised(), "train")
     if cfg.label_merge:  # before the folds: a merged identity must not straddle train and validation
         train["label"] = apply_label_merge(train["label"], read_label_merge(cfg.label_merge), cfg.label_merge)
-    write_csv(cfg.out, make_folds(train, cfg.k, cfg.seed, cfg.query_fraction))
+    # errors name the user's file (the denoised copy holds the same rows)
+    source = str(split_path(params.dataset.root, "train"))
+    write_csv(cfg.out, make_folds(train, cfg.k, cfg.seed, cfg.query_fraction, source))
 
 
 if __name__ == "__main__":

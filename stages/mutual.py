@@ -14,7 +14,7 @@ import torch
 from pipeline.cli import run_stage, stage_parser
 from pipeline.errors import ConfigError
 from pipeline.params import StageParams
-from pipeline.sections import split_pair
+from pipeline.sections import check_pair_models, split_pair
 from pipeline.train.data import load_fold
 from pipeline.train.distributed import init_distributed
 from pipeline.train.mutual import fit_mutual
@@ -31,10 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg, stage = params.mutual, params.train
     if args.pair not in cfg.pairs:
         raise ConfigError(f"{args.params}: mutual.pairs does not list '{args.pair}'")
+    check_pair_models(args.pair, stage.models, str(args.params))
     names = split_pair(args.pair)
-    missing = [name for name in names if name not in stage.models]
-    if missing:
-        raise ConfigError(f"{args.params}: mutual.pairs '{args.pair}': train.models does not list {missing}")
     recipe, partner = (load_recipe(params.recipe(name)) for name in names)
     if stage.threads:
         torch.set_num_threads(stage.threads)

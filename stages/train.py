@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> None:
     stage = params.train
     if args.model not in stage.models:
         raise ConfigError(f"{args.params}: train.models does not list '{args.model}'")
+    if args.fold not in stage.folds:
+        raise ConfigError(f"{args.params}: train.folds does not list fold {args.fold}")
+    stage.check_folds(params.folds.k, str(args.params))
     recipe = load_recipe(params.recipe(args.model))
     data = load_fold(params.cache(), params.folds_file(), args.fold)
     if stage.threads:

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # (module with main, its arguments, a path its one error line must name)
 ENTRY_POINTS = [
+    ("stages.check", ["--out", "outputs/checked.txt"], "data/demo/query.csv"),
     ("stages.denoise", [], "data/demo/train.csv"),
     ("stages.preprocess", [], "outputs/denoised"),
     ("stages.folds", [], "outputs/denoised/train.csv"),
@@ -28,7 +29,7 @@ ENTRY_POINTS = [
     ("stages.extract", ["--model", "lite0"], "outputs/folds.csv"),
     ("stages.rerank", ["--model", "lite0"], "outputs/"),
     ("stages.fuse", [], "outputs/"),
-    ("stages.submit", [], "outputs/fused.npz"),
+    ("stages.submit", [], "outputs/cache/query.csv"),
     ("stages.evaluate", [], "outputs/"),
     ("stages.duplicates", [], "outputs/cache"),
     ("stages.distill", ["--fold", "0"], "outputs/models/lite1/fold0/checkpoints/best.pt"),

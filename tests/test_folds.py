@@ -142,7 +142,7 @@ def test_stage_writes_folds_csv(tmp_path: Path) -> None:
         (root / image).parent.mkdir(parents=True, exist_ok=True)
         (root / image).write_bytes(b"x")
     write_split(root, "train", train)
-    (tmp_path / "params.yaml").write_text("denoise: {out: clean}\nfolds: {out: out/folds.csv, k: 3, seed: 1}\n")
+    (tmp_path / "params.yaml").write_text("dataset: {root: src}\ndenoise: {out: clean}\nfolds: {out: out/folds.csv, k: 3, seed: 1}\n")
     done = subprocess.run(
         [sys.executable, str(REPO / "stages" / "folds.py"), "--params", "params.yaml"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
@@ -159,3 +159,25 @@ def test_read_folds_errors(tmp_path: Path) -> None:
     (tmp_path / "folds.csv").write_text("image,label,fold,role\na.jpg,1,x,query\n")
     with pytest.raises(DataError, match="column 'fold' must hold integers"):
         read_folds(tmp_path / "folds.csv")
+
+
+@pytest.mark.parametrize(("labels", "way_on"), [
+    (["1", "2", "3", "4"], r"add a second image of at least 2 identities \(one to query, one to find\)"),
+    (["1", "1", "2", "2", "3"], r"set folds\.k to 2, or add images"),
+])
+def test_the_stage_names_the_users_train_file_and_what_would_train_it(tmp_path: Path, labels: list[str], way_on: str) -> None:
+    """Every identity with one image (or too few with two): the error names the dataset's own
+    train.csv, not the denoised copy, and says how to get folds.k folds."""
+    from stages.folds import main
+
+    train = pd.DataFrame({"image": [f"{i}.jpg" for i in range(len(labels))], "label": labels})
+    for image in train["image"]:
+        (tmp_path / "clean" / image).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "clean" / image).write_bytes(b"x")
+    write_split(tmp_path / "clean", "train", train)
+    params = tmp_path / "params.yaml"
+    params.write_text(f"dataset: {{root: {tmp_path / 'mine'}}}\ndenoise: {{out: {tmp_path / 'clean'}}}\n"
+                      f"folds: {{out: {tmp_path / 'folds.csv'}, k: 3}}\n")
+    with pytest.raises(DataError, match=rf"^{tmp_path}/mine/train\.csv has \d identities with at least 2 images, fewer than "
+                                        rf"k=3 folds: each fold validates on held-out identities .*; {way_on}$"):
+        main(["--params", str(params)])

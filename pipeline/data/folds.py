@@ -46,8 +46,10 @@ def queries_per_identity(n: int, query_fraction: float) -> int:
     return min(n - 1, max(1, int(np.floor(query_fraction * n + 0.5))))
 
 
-def make_folds(train: pd.DataFrame, k: int, seed: int, query_fraction: float) -> pd.DataFrame:
-    """Return ``train`` (same rows and order) with an int ``fold`` and a str ``role`` column."""
+def make_folds(train: pd.DataFrame, k: int, seed: int, query_fraction: float, source: str = "train table") -> pd.DataFrame:
+    """Return ``train`` (same rows and order) with an int ``fold`` and a str ``role`` column.
+
+    ``source`` (the train CSV) goes into errors."""
     if "label" not in train.columns:
         raise DataError("make_folds: the train table has no 'label' column")
     labels = train["label"].astype(str).to_numpy()
@@ -56,8 +58,13 @@ def make_folds(train: pd.DataFrame, k: int, seed: int, query_fraction: float) ->
     names, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     eligible = np.flatnonzero(counts >= 2)
     if len(eligible) < k:
+        # Single-image identities still train (fold -1), but validation and the metric losses
+        # need identities of two images: say how to get k folds of them.
+        way_on = (f"set folds.k to {len(eligible)}, or add images" if len(eligible) >= 2 else
+                  "add a second image of at least 2 identities (one to query, one to find)")
         raise DataError(
-            f"train table has {len(eligible)} identities with at least 2 images, fewer than k={k} folds"
+            f"{source} has {len(eligible)} identities with at least 2 images, fewer than k={k} folds: each fold "
+            f"validates on held-out identities of two or more images, and the triplet losses pair them too; {way_on}"
         )
     shuffled = rng.permutation(eligible)
     order = shuffled[np.argsort(-counts[shuffled], kind="stable")]

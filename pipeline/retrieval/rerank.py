@@ -9,7 +9,7 @@ import numpy as np
 from pipeline.retrieval import kreciprocal
 from pipeline.retrieval.backend import Array, Ops, get_ops
 from pipeline.retrieval.validate import check_k, check_pair
-from pipeline.sections import check_rerank_params
+from pipeline.sections import check_rerank_params, rerank_neighbours
 
 
 def prepare_inputs(query: Any, gallery: Any, k1: int, k2: int, lambda_value: float) -> tuple[np.ndarray, np.ndarray]:
@@ -20,7 +20,7 @@ def prepare_inputs(query: Any, gallery: Any, k1: int, k2: int, lambda_value: flo
 
 def check_neighbours(q: np.ndarray, g: np.ndarray, k1: int, k2: int) -> None:
     """The neighbour lists must fit in queries + gallery (a size check, run on every call)."""
-    check_k(max(k1 + 1, k2), q.shape[0] + g.shape[0], "re-ranking: k1 + 1 (or k2) against queries + gallery")
+    check_k(rerank_neighbours(k1, k2), q.shape[0] + g.shape[0], "re-ranking: k1 + 1 (or k2) against queries + gallery")
 
 
 def normalised_pair_distance(ops: Ops, x: Array, row_max: Array):
