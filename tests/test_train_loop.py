@@ -253,3 +253,24 @@ def test_recipe_unknown_key_names_file_and_key(tmp_path):
     bad.write_text("model: {backbone: resnet18}\ntrain: {epochs: 1, batch: 3}\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: unknown key 'train.batch'"):
         load_recipe(bad)
+
+
+@pytest.mark.parametrize("damage", ["best.pt truncated", "last.pt truncated", "best.pt deleted"])
+def test_a_broken_checkpoint_is_never_the_base_of_a_resume(tmp_path, caplog, damage):
+    """A finished run whose best.pt (what extract reads) or last.pt is damaged: the rerun says
+    which file and retrains, to the same weights, instead of resuming after the last epoch with
+    the broken file kept (or stopping on last.pt)."""
+    from pipeline.train.checkpoint import load_checkpoint
+
+    run(tiny_recipe(epochs=1), tmp_path)
+    finished = weights(tmp_path)
+    path = tmp_path / "checkpoints" / damage.split()[0]
+    if damage.endswith("deleted"):
+        path.unlink()
+    else:
+        path.write_bytes(path.read_bytes()[:200])
+    with caplog.at_level(logging.INFO):
+        run(tiny_recipe(epochs=1), tmp_path)
+    assert f"{path}" in caplog.text and "training from scratch" in caplog.text and "resuming" not in caplog.text
+    load_checkpoint(tmp_path / "checkpoints" / "best.pt")  # readable again
+    assert_same(weights(tmp_path), finished)

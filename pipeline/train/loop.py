@@ -7,7 +7,11 @@
     out_dir/live/                 dvclive metrics.json and plots (step 0 = untrained network)
 
 A rerun whose ``last.pt`` has the same fingerprint (recipe, fold rows, labels, image bytes,
-world size) continues from it; any other ``last.pt`` is ignored and training starts over.
+world size) continues from it; any other ``last.pt`` is ignored and training starts over. So
+is one that cannot be read, or whose ``best.pt`` (the file extract reads) cannot: a broken
+checkpoint is never the base of a resume, which would finish at once and keep it. Retraining,
+with a warning naming the file, rather than stopping: the fold's inputs are intact and a
+broken checkpoint is a lost cache, which is all that deleting the folder would give back.
 The dvclive folder is rebuilt from the history kept in the checkpoint, so it always agrees
 with the checkpoint even if a run was killed between logging and saving.
 """
@@ -54,6 +58,31 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
 EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+def _resume_state(last_path: Path, best_path: Path, print_id: str) -> dict[str, Any] | None:
+    """``last.pt``'s state when training may go on from it, else None (having said why)."""
+    try:
+        # onto the CPU: the RNG states must be CPU tensors (a CUDA copy breaks resuming a GPU
+        # run), and load_state_dict moves every other tensor to its parameter's device
+        state = load_checkpoint(last_path)
+    except DataError as error:
+        log.warning("%s; training from scratch", error)
+        return None
+    if state.get("format") != CHECKPOINT_FORMAT or state.get("fingerprint") != print_id:
+        log.info("%s: recipe or data changed since it was written; training from scratch", last_path)
+        return None
+    # a last.pt from before the flag: a recorded best score means best.pt was written
+    if state.get("best_saved", bool(state["best"])) and not best_path.exists():
+        log.warning("%s: missing, though %s recorded it; training from scratch", best_path, last_path.name)
+        return None
+    if best_path.exists():
+        try:
+            load_checkpoint(best_path)
+        except DataError as error:
+            log.warning("%s; training from scratch", error)
+            return None
+    return state
 
 
 def seed_everything(seed: int) -> None:
@@ -321,17 +350,13 @@ def fit(
     epochs = recipe.train.epochs
     meta = trainer.meta(model_name, fold)
 
-    start_epoch, history, best = 0, [], {}
-    if last_path.exists():
-        # onto the CPU: the RNG states must be CPU tensors (a CUDA copy breaks resuming a GPU
-        # run), and load_state_dict moves every other tensor to its parameter's device
-        state = load_checkpoint(last_path)
-        if state.get("format") == CHECKPOINT_FORMAT and state.get("fingerprint") == print_id:
-            trainer.load_state_dict(state["trainer"])
-            start_epoch, history, best = int(state["epoch"]), list(state["history"]), dict(state["best"])
-            log.info("%s: resuming after epoch %d of %d", last_path, start_epoch, epochs)
-        else:
-            log.info("%s: recipe or data changed since it was written; training from scratch", last_path)
+    start_epoch, history, best, best_saved = 0, [], {}, False
+    state = _resume_state(last_path, best_path, print_id) if last_path.exists() else None
+    if state is not None:
+        trainer.load_state_dict(state["trainer"])
+        start_epoch, history, best = int(state["epoch"]), list(state["history"]), dict(state["best"])
+        best_saved = best_path.exists()
+        log.info("%s: resuming after epoch %d of %d", last_path, start_epoch, epochs)
     if start_epoch == 0 and info.is_main:
         best_path.unlink(missing_ok=True)  # a best.pt of another recipe must not survive
 
@@ -352,12 +377,13 @@ def fit(
             if score is None or score > best.get("best/score", -math.inf):
                 best = {} if score is None else {"best/score": score, "best/epoch": float(epoch + 1)}
                 save_checkpoint(best_path, trainer.weights({**meta, "epoch": epoch + 1, "best_score": score}))
+                best_saved = True
         history.append(entry)
         if info.is_main:
             log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in entry.items()})
             save_checkpoint(last_path, {
                 **trainer.weights({**meta, "epoch": epoch + 1, "best_score": best.get("best/score")}),
-                "fingerprint": print_id, "epoch": epoch + 1, "history": history, "best": best,
+                "fingerprint": print_id, "epoch": epoch + 1, "history": history, "best": best, "best_saved": best_saved,
                 "trainer": trainer.state_dict(),
             })
             _log_step(live, entry, best)
