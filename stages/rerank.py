@@ -3,8 +3,7 @@ the held-out sets in the shape fuse.tuning_shape asks for: pipeline/chain/tuning
 
 from __future__ import annotations
 
-from pipeline.chain.rerank_step import PLAIN, rerank_model
-from pipeline.chain.tuning_set import tuning_features
+from pipeline.chain.rerank_step import stage_lists
 from pipeline.cli import run_stage, stage_parser
 from pipeline.data.folds import read_folds
 from pipeline.infer.store import load_features
@@ -17,13 +16,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", required=True, help="a model name from train.models")
     args = parser.parse_args(argv)
     params = StageParams(args.params)
-    folds = read_folds(params.folds_file())
-    shape = params.fuse.tuning_shape
-    features = tuning_features(load_features(params.features(args.model)), folds, shape)
-    sets = rerank_model(features, params.rerank)
-    if params.extract.plain_views:  # the same options on the single-view features, as 'plain_<option>'
-        plain = tuning_features(load_features(params.features(args.model) / "plain"), folds, shape)
-        sets.update(rerank_model(plain, params.rerank, prefix=PLAIN))
+    features = params.features(args.model)
+    # with extract.plain_views, the same options on the single-view features, as 'plain_<option>'
+    plain = load_features(features / "plain") if params.extract.plain_views else None
+    sets = stage_lists(load_features(features), plain, read_folds(params.folds_file()), params.rerank, params.fuse.tuning_shape)
     save_candidate_sets(params.candidates(args.model), sets)
 
 

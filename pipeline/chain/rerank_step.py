@@ -14,7 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+import pandas as pd
 
+from pipeline.chain.tuning_set import tuning_features
 from pipeline.errors import DataError, PipelineError
 from pipeline.infer.store import FeatureSet, ModelFeatures
 from pipeline.retrieval.candidates import CandidateLists
@@ -105,4 +107,16 @@ def rerank_model(features: ModelFeatures, cfg: RerankStageConfig, prefix: str = 
         gallery, _ = features.oof_gallery(fold)  # with extract.oof_distractors: held-out gallery + distractors
         oof = model_candidates(query, gallery, cfg, f"fold {fold} out-of-fold set")
         sets.update({f"oof{fold}_{prefix}{name}": lists for name, lists in oof.items()})
+    return sets
+
+
+def stage_lists(
+    features: ModelFeatures, plain: ModelFeatures | None, folds: pd.DataFrame, cfg: RerankStageConfig, shape: str
+) -> dict[str, CandidateLists]:
+    """The rerank stage's whole output for one model: ``rerank_model`` of its TTA features and,
+    where given, of its single-view ``plain`` features (as 'plain_<option>'), each fold's held-out
+    sets first put in the tuning ``shape`` (fuse.tuning_shape; tuning_set.py) with ``folds``."""
+    sets = rerank_model(tuning_features(features, folds, shape), cfg)
+    if plain is not None:
+        sets.update(rerank_model(tuning_features(plain, folds, shape), cfg, prefix=PLAIN))
     return sets
