@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 from pipeline.config import from_mapping, read_yaml
 from pipeline.errors import ConfigError, DataError
 from pipeline.sections import (
+    AdaptConfig,
     DatasetConfig,
     DenoiseConfig,
     DuplicatesConfig,
@@ -78,6 +79,13 @@ def fold_dir(train_out: str | Path, model: str, fold: int) -> FoldDir:
     return FoldDir(Path(train_out) / model / f"fold{fold}")
 
 
+def _existing(paths: dict[int, Path], what: str) -> dict[int, Path]:
+    missing = [str(path) for path in paths.values() if not path.is_file()]
+    if missing:
+        raise DataError(f"missing {what}: {', '.join(missing)}")
+    return paths
+
+
 class _Section(Generic[T]):
     """A section of ``StageParams``: read, typed and checked on first use, then kept."""
 
@@ -105,6 +113,7 @@ class StageParams:
     extract = _Section(ExtractConfig)
     export = _Section(ExportConfig)
     distill = _Section(DistillConfig)
+    adapt = _Section(AdaptConfig)
     rerank = _Section(RerankStageConfig)
     fuse = _Section(FuseConfig)
     submit = _Section(SubmitConfig)
@@ -145,10 +154,23 @@ class StageParams:
     def trained_checkpoints(self, model: str, folds: list[int] | None = None) -> dict[int, Path]:
         """``checkpoint`` of each fold (train.folds by default); a missing one is an error naming it."""
         paths = {fold: self.checkpoint(model, fold) for fold in (self.train.folds if folds is None else folds)}
-        missing = [str(path) for path in paths.values() if not path.is_file()]
-        if missing:
-            raise DataError(f"missing checkpoints (run the train stages first): {', '.join(missing)}")
-        return paths
+        return _existing(paths, "checkpoints (run the train stages first)")
+
+    def adapted_dir(self, model: str, fold: int) -> FoldDir:
+        """One fold model adapted to the unlabelled target (the adapt stage), in train's layout,
+        inside the trained fold's folder: ``<train.out>/<model>/fold<fold>/adapted``."""
+        return FoldDir(self.fold_dir(model, fold).root / "adapted")
+
+    def adapt_log(self, model: str, fold: int) -> Path:
+        """The adapt stage's per-round record (clusters, noise) of one fold model."""
+        return self.fold_dir(model, fold).root / "adapt.json"
+
+    def retrieval_checkpoints(self, model: str) -> dict[int, Path]:
+        """The fold models extract and export read: adapted for a model of adapt.models, else trained."""
+        if model not in self.adapt.models:
+            return self.trained_checkpoints(model)
+        paths = {fold: self.adapted_dir(model, fold).best for fold in self.train.folds}
+        return _existing(paths, "adapted checkpoints (adapt.models lists the model: run `dvc repro adapt/dvc.yaml`)")
 
     def onnx(self, model: str, fold: int) -> Path:
         """One fold model's exported embedding graph (the export stage's output)."""

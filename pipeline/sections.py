@@ -288,6 +288,43 @@ class DistillConfig:
 
 
 @dataclass(frozen=True)
+class AdaptConfig:
+    """params.yaml section ``adapt``: unsupervised domain adaptation of trained models to an
+    unlabelled target by rounds of DBSCAN pseudo-labels and fine-tuning (pipeline/adapt)."""
+
+    models: list[str]  # models of train.models adapted (each of train.folds); [] = off
+    # a preprocess cache (its query + gallery images; the chain's own: transductive, labels never
+    # read), a CSV with an image column, or a folder of images (pipeline/adapt/target.py)
+    target: str = "outputs/cache"
+    rounds: int = 3  # cluster, then fine-tune, this many times
+    epochs: int = 2  # fine-tuning epochs per round, at a constant learning rate
+    lr: float | None = None  # None: the source recipe's optim.lr
+    k1: int = 20  # the Jaccard distance's k-reciprocal neighbours (MMT 20, SpCL 30) ...
+    k2: int = 6  # ... and its query-expansion neighbours
+    eps: float | None = None  # DBSCAN radius; None: from rho in round 1, then kept (MMT)
+    rho: float = 1.6e-3  # the share of smallest pairwise distances whose mean is eps (MMT)
+    min_samples: int = 4  # DBSCAN: neighbours within eps (self included) that make a core image
+    batch_size: int = 128  # feature extraction of the target
+
+    def validate(self) -> None:
+        if len(set(self.models)) != len(self.models):
+            raise ValueError("models must not repeat")
+        if not self.target:
+            raise ValueError("target must be a non-empty path")
+        if self.rounds < 1 or self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("rounds, epochs and batch_size must be at least 1")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"lr must be positive (or null for the recipe's), got {self.lr}")
+        check_rerank_params(self.k1, self.k2, 0.0, error=ValueError)
+        if self.eps is not None and not 0 < self.eps <= 1:
+            raise ValueError(f"eps must be in (0, 1] (a Jaccard distance), or null for the rho rule; got {self.eps}")
+        if not 0 < self.rho < 1:
+            raise ValueError(f"rho must be in (0, 1), got {self.rho}")
+        if self.min_samples < 2:
+            raise ValueError(f"min_samples must be at least 2 (a cluster needs a positive pair), got {self.min_samples}")
+
+
+@dataclass(frozen=True)
 class RerankConfig:
     """Knobs of the rerank stage (``params.yaml: rerank``)."""
 

@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = StageParams(args.params)
     cfg = params.export
-    checkpoints = params.trained_checkpoints(args.model)  # every one must exist before anything is written
+    # every one must exist before anything is written; adapted ones for a model of adapt.models
+    checkpoints = params.retrieval_checkpoints(args.model)
     images = open_split(params.cache(), "query").images[: cfg.check_images]
     report = export_folds(checkpoints, images, cfg, params.onnx(args.model, 0).parent)
     for fold, gaps in report["folds"].items():

@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> None:
             models = {f: params.onnx(args.model, f) for f in params.train.folds}
             on_cpu = dataclasses.replace(cfg, device="cpu")  # onnxruntime's CPU provider
             return extract_model(models, params.cache(), folds, on_cpu, load=load_onnx_model)
-        return extract_model(params.trained_checkpoints(args.model), params.cache(), folds, cfg, local=local)
+        # the adapt stage's weights for a model of adapt.models, else the train stages'
+        return extract_model(params.retrieval_checkpoints(args.model), params.cache(), folds, cfg, local=local)
 
     out = params.features(args.model)
     save_features(out, extract(params.extract), dtype=params.extract.dtype)  # replaces the whole folder

@@ -76,7 +76,7 @@ def stage_code_deps(*dvc_yamls: Path) -> dict[str, tuple[Path, list[Path]]]:
     return result
 
 
-DVC_YAMLS = (ROOT / "dvc.yaml", ROOT / "demo/dvc.yaml", ROOT / "distill/dvc.yaml")
+DVC_YAMLS = (ROOT / "dvc.yaml", ROOT / "demo/dvc.yaml", ROOT / "distill/dvc.yaml", ROOT / "adapt/dvc.yaml")
 
 
 def uncovered(files: set[Path], deps: list[Path]) -> list[str]:

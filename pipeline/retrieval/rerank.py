@@ -1,4 +1,6 @@
-"""Exact k-reciprocal re-ranking (dense output) and the input checks both modes share (the knobs: pipeline.sections.RerankConfig)."""
+"""Exact k-reciprocal re-ranking (dense output), the k-reciprocal Jaccard distance among one set
+of features (what SpCL / MMT cluster), and the input checks both modes share (the knobs:
+pipeline.sections.RerankConfig)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import numpy as np
 
 from pipeline.retrieval import kreciprocal
 from pipeline.retrieval.backend import Array, Ops, get_ops
-from pipeline.retrieval.validate import check_k, check_pair
+from pipeline.retrieval.validate import check_features, check_k, check_pair
 from pipeline.sections import check_rerank_params, rerank_neighbours
 
 
@@ -85,3 +87,28 @@ def stacked_features(ops: Ops, q: np.ndarray, g: np.ndarray, half: bool) -> tupl
     x32 = ops.asarray(x.astype(np.float32, copy=False), "float32")
     return x32, None if half else ops.asarray(x.astype(np.float64, copy=False), "float64")
 
+
+
+def jaccard_distance(
+    features: Any, k1: int = 20, k2: int = 6, *, xp: str | Any | None = "auto", device: str = "auto"
+) -> np.ndarray:
+    """(N, N) float32 k-reciprocal Jaccard distance among the rows of ``features``, each row both
+    a query and a gallery item: the re-ranked distance above at lambda 0, over one set instead
+    of queries + gallery (SpCL / MMT cluster the target domain on it). In [0, 1], 0 on the diagonal.
+    """
+    check_rerank_params(k1, k2, 0.0)
+    x = check_features("features", features)
+    n = x.shape[0]
+    check_k(max(k1 + 1, k2), n, "Jaccard distance: k1 + 1 (or k2) against the rows")
+    ops = get_ops(xp, device)
+    x32, x_exact = stacked_features(ops, x, x[:0], False)
+    found = kreciprocal.neighbour_pass(ops, x32, x_exact, 0, max(k1 + 1, k2))
+    v = kreciprocal.build_v(ops, found.nbr, k1, k2, normalised_pair_distance(ops, x32, found.row_max), "float32")
+    # V twice over (rows N..2N-1 repeat rows 0..N-1): the query x gallery block is then every pair
+    nnz = v.rows.shape[0]
+    both = kreciprocal.SparseRows(
+        ops.concat([v.rows, v.rows + n]), ops.concat([v.cols, v.cols]), ops.concat([v.vals, v.vals]),
+        ops.concat([v.row_ptr, v.row_ptr[1:] + nnz]),
+    )
+    distance = kreciprocal.final_dense(ops, both, n, ops.zeros((n, n), "float32"), 0.0)
+    return np.maximum(ops.to_numpy(distance), 0.0)  # float32 sums may overshoot s = 1 by an ulp
