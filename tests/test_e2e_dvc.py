@@ -174,3 +174,9 @@ def test_plain_views_are_the_fold_average_of_single_view_features(repo):
     assert plain.query.ids == tta.query.ids
     np.testing.assert_allclose(plain.query.features, average_fold_features(per_fold), atol=1e-5)
     assert not np.allclose(plain.query.features, tta.query.features, atol=1e-3)  # TTA adds the mirror images
+
+
+def test_the_summary_reads_the_chain_it_ran(repo):
+    """The README's last command, on a chain whose models share no name with the defaults."""
+    out = run([sys.executable, "-m", "pipeline.evaluate.summary"], repo)
+    assert "| submission |" in out and "Fusion weights: tiny " in out

@@ -95,7 +95,10 @@ def decode_warnings(path: str | Path) -> list[str]:
     Damaged JPEG data: the file is decoded again by libjpeg-turbo through simplejpeg in strict
     mode (its first recoverable error raises) at 1/8 size, which still entropy-decodes every
     block, where damage shows, for a fraction of a full decode (0.2 ms for a 128 px photo).
-    Frames: an animated GIF / WebP / PNG or a multi-page TIFF counts its frames.
+    Frames: an animated GIF / WebP / PNG or a multi-page TIFF counts its frames. The first is
+    read rather than the file refused: it is a whole picture (what a viewer shows first), and a
+    dataset of product GIFs should not need converting to run; the count keeps it from being
+    silent, and ``dataset.strict_decode`` turns it into an error.
     """
     found = []
     data = Path(path).read_bytes()
