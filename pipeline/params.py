@@ -123,6 +123,11 @@ class StageParams:
     def __init__(self, path: str | Path = DEFAULT_PARAMS) -> None:
         self.path = Path(path)
 
+    @classmethod
+    def sections(cls) -> list[str]:
+        """The names of the sections above, in order (pipeline.preflight reads them all)."""
+        return [name for name, value in vars(cls).items() if isinstance(value, _Section)]
+
     @cached_property
     def _data(self) -> dict[str, Any]:
         return read_yaml(self.path)
@@ -132,11 +137,6 @@ class StageParams:
     def denoised(self) -> Path:
         """The repaired copy of the dataset (canonical layout, plus self_matches.csv)."""
         return Path(self.denoise.out)
-    @classmethod
-    def sections(cls) -> list[str]:
-        """The names of the sections above, in order (pipeline.preflight reads them all)."""
-        return [name for name, value in vars(cls).items() if isinstance(value, _Section)]
-
 
     def cache(self) -> Path:
         return Path(self.preprocess.out)

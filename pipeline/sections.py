@@ -416,6 +416,13 @@ class MutualConfig:
             raise ValueError(f"kl_weight and metric_weight must be >= 0, got {self.kl_weight}, {self.metric_weight}")
 
 
+def check_pair_models(pair: str, models: list[str], source: str = "params.yaml") -> None:
+    """Both models of a mutual.pairs entry must be trained by the chain (train.models)."""
+    missing = [name for name in split_pair(pair) if name not in models]
+    if missing:
+        raise ConfigError(f"{source}: mutual.pairs '{pair}': train.models does not list {missing}")
+
+
 def split_pair(pair: str) -> tuple[str, str]:
     """'lite0+lite1' -> ('lite0', 'lite1'); mutual learning needs two different models."""
     names = pair.split("+")
@@ -453,13 +460,6 @@ class FuseConfig:
             raise ValueError(f"min_gain_se must be a finite number >= 0, got {self.min_gain_se}")
         if self.source == "auto" and not self.tune:
             raise ValueError("source 'auto' chooses on the out-of-fold lists and needs tune: true; without tuning set source: raw or reranked")
-def check_pair_models(pair: str, models: list[str], source: str = "params.yaml") -> None:
-    """Both models of a mutual.pairs entry must be trained by the chain (train.models)."""
-    missing = [name for name in split_pair(pair) if name not in models]
-    if missing:
-        raise ConfigError(f"{source}: mutual.pairs '{pair}': train.models does not list {missing}")
-
-
 
 
 @dataclass(frozen=True)
