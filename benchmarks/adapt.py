@@ -104,8 +104,10 @@ def run_setting(args: argparse.Namespace, setting: str, seed: int, cfg: AdaptCon
     result["radii"] = {}
     for radius in RADII:
         clustering = cluster_features(features, k1=cfg.k1, k2=cfg.k2, min_samples=cfg.min_samples, **radius)
-        result["radii"][", ".join(f"{k} {v:g}" for k, v in radius.items())] = cluster_record(clustering.labels, truth, clustering.eps)
-    out = FoldDir(args.work / "adapt" / f"{setting.replace(':', '-')}-{args.target}-{digest(str(source_dir), dataclasses.asdict(cfg))}")
+        name = ", ".join(f"{k} {v:g}" for k, v in radius.items())
+        result["radii"][name] = cluster_record(clustering.labels, truth, clustering.eps)
+    run_name = f"{setting.replace(':', '-')}-{args.target}-{digest(str(source_dir), dataclasses.asdict(cfg))}"
+    out = FoldDir(args.work / "adapt" / run_name)
     print(f"{setting} seed {seed}: adapting to {len(images)} images in {out.root}", flush=True)
     started = time.perf_counter()
     try:
@@ -120,7 +122,8 @@ def run_setting(args: argparse.Namespace, setting: str, seed: int, cfg: AdaptCon
             break
         labels = np.load(pseudo_labels_path(out, number))
         result["steps"][f"round {number}"] = {
-            **cluster_record(labels, truth, eps.get(number, float("nan"))), **test_scores(round_dir(out, number).best, cache, leave_out),
+            **cluster_record(labels, truth, eps.get(number, float("nan"))),
+            **test_scores(round_dir(out, number).best, cache, leave_out),
         }
     return result
 

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torch.nn.functional as F
 import yaml
 from sklearn.metrics import adjusted_rand_score
 
@@ -51,11 +50,12 @@ def blobs(seed: int, identities: int = 12, per: int = 10, dim: int = 32, outlier
     return x[order].astype(np.float32), truth[order]
 
 
-def test_jaccard_distance_is_the_reference_rerankings_jaccard_term_over_every_pair():
+@pytest.mark.parametrize("xp", ["numpy", "torch"])  # torch: the GPU code path, here on the CPU
+def test_jaccard_distance_is_the_reference_rerankings_jaccard_term_over_every_pair(xp):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(50, 8))
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    distance = jaccard_distance(x, k1=6, k2=3)
+    distance = jaccard_distance(x, k1=6, k2=3, xp=xp, device="cpu")
     assert distance.shape == (50, 50) and distance.dtype == np.float32
     np.testing.assert_array_equal(np.diag(distance), 0.0)
     assert distance.min() >= 0.0 and distance.max() <= 1.0
@@ -266,7 +266,8 @@ def test_the_stage_adapts_to_a_cache_without_its_label_files_and_points_extract_
     adapt_stage().main(["--params", str(params), "--model", "tiny", "--fold", "0"])
     log = yaml.safe_load((models / "tiny" / "fold0" / "adapt.json").read_text())
     assert log["target_images"] == 36 and list(log["rounds"]) == ["round1", "round2"]
-    assert StageParams(params).retrieval_checkpoints("tiny") == {0: models / "tiny" / "fold0" / "adapted" / "checkpoints" / "best.pt"}
+    adapted = models / "tiny" / "fold0" / "adapted" / "checkpoints" / "best.pt"
+    assert StageParams(params).retrieval_checkpoints("tiny") == {0: adapted}
     params.write_text(yaml.safe_dump({**base, "adapt": {**base["adapt"], "models": []}}))
     assert StageParams(params).retrieval_checkpoints("tiny") == {0: models / "tiny" / "fold0" / "checkpoints" / "best.pt"}
 

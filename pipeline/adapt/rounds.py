@@ -163,7 +163,8 @@ def adapt_model(
             with atomic_path(pseudo_labels_path(out, number)) as tmp, open(tmp, "wb") as handle:
                 np.save(handle, clustering.labels)
         # PK batches need p clusters: a small target may have fewer than the recipe's p
-        this = dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, p=min(recipe.train.p, clustering.num_clusters)))
+        p = min(recipe.train.p, clustering.num_clusters)
+        this = dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, p=p))
         data = FoldData(images=images, labels=clustering.labels.astype(str), train_rows=clustering.kept,
                         query_rows=NO_ROWS, gallery_rows=NO_ROWS)
         trained = fit(this, data, run.root, model_name=model_name, fold=fold, info=info,
