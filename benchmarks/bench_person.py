@@ -7,7 +7,8 @@ Each variant is the base recipe with a few keys changed; each (variant, seed) tr
 - the fold's held-out identities (the tuning signal: the only figure a choice may rest on);
 - the test split as shipped (260 queries against 1422 gallery images, open set);
 - a single-shot version of it, shaped like VIPeR / GRID: one gallery image per test identity,
-  from another camera than the query where there is one (260 against 260).
+  from another camera than the query where there is one (260 against 260; drawn with seed 0 by
+  fuse_significance.single_shot_gallery, the same version that benchmark scores).
 
 Rank-1/5/10/20, mAP and mINP (cosine distance of flip-averaged features); per seed, paired
 against the first variant. Finished runs are kept in ``--work`` (a killed benchmark resumes).
@@ -31,6 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
+from fuse_significance import single_shot_gallery
 from machine import describe_machine
 
 from pipeline.allocator import keep_freed_memory
@@ -54,19 +56,6 @@ RANKS = (1, 5, 10, 20)
 def collection(labels: pd.Series) -> pd.Series:
     """The public collection of each person-set label (``<collection>_<pid>``)."""
     return labels.astype(str).str.split("_", n=1).str[0]
-
-
-def single_shot_gallery(query: pd.DataFrame, gallery: pd.DataFrame) -> np.ndarray:
-    """Rows of ``gallery`` keeping one image per query identity: the first (in file order) from
-    another camera than that identity's query, else the first of any camera."""
-    query_camera = dict(zip(query["label"].astype(str), query["camera"].astype(str)))
-    keep = []
-    for label, rows in gallery.groupby(gallery["label"].astype(str), sort=False):
-        if label not in query_camera:
-            continue
-        other = rows.index[rows["camera"].astype(str) != query_camera[label]]
-        keep.append(other[0] if len(other) else rows.index[0])
-    return np.sort(np.asarray(keep))
 
 
 def variant_recipe(base: dict, changes: str) -> dict:
@@ -117,7 +106,7 @@ def test_scores(checkpoint: Path, cache: Path, leave_out: str | None) -> dict[st
     query, gallery = (splits[n].table.reset_index(drop=True) for n in ("query", "gallery"))
     q_rows = np.arange(len(query)) if leave_out is None else np.flatnonzero(collection(query["label"]) == leave_out)
     g_multi = np.arange(len(gallery)) if leave_out is None else np.flatnonzero(collection(gallery["label"]) == leave_out)
-    g_single = single_shot_gallery(query.iloc[q_rows], gallery.iloc[g_multi])
+    g_single = g_multi[single_shot_gallery(query.iloc[q_rows], gallery.iloc[g_multi], seed=0)]
     scores: dict[str, float] = {}
     for shot, g_rows in (("multi", g_multi), ("single", g_single)):
         dist = 1.0 - features["query"][q_rows] @ features["gallery"][g_rows].T
