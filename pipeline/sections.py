@@ -27,7 +27,7 @@ SelfMatchMode = Literal["error", "exclude"]
 # 0.003; salt-and-pepper of amount >= 0.01 is measured at >= 0.007.
 DEFAULT_GAUSSIAN_THRESHOLD = 2.0  # chroma sigma (0-255 scale) at or above which an image counts as Gaussian-noisy
 DEFAULT_GREY_THRESHOLD = 11.0  # the same for the per-channel sigma: noise identical in every channel
-DEFAULT_IMPULSE_THRESHOLD = 0.006  # share of impulse pixels at or above which it counts as salt-and-pepper
+DEFAULT_IMPULSE_THRESHOLD = 0.003  # share of impulse pixels (impulse_share) at or above which it counts as salt-and-pepper
 MAX_MEDIAN_KSIZE = 11  # the switching median grows its window up to this when all neighbours are impulses
 
 

@@ -15,6 +15,7 @@ from pipeline.config import from_mapping
 from pipeline.demo.noise import apply_noise
 from pipeline.denoise.dataset import REPORT_COLUMNS, denoise_dataset, estimate_noise, repair
 from pipeline.data.images import read_image, write_image
+from pipeline.denoise.estimate import impulse_mask, impulse_share
 from pipeline.denoise.repair import fill_impulses
 from pipeline.errors import ConfigError, DataError
 from pipeline.sections import DenoiseConfig
@@ -127,6 +128,82 @@ def test_weak_impulses_under_strong_gaussian_noise_are_found(seed: int) -> None:
     estimate = estimate_noise(apply_noise(light, "both", 35.0, 0.01, np.random.default_rng(seed)))
     assert estimate.kind == "both"
     assert estimate.impulse_fraction == pytest.approx(0.01, rel=0.25)
+
+
+def test_impulse_share_of_one_lone_impulse_is_hand_computed() -> None:
+    # 9 x 9 grey with one white pixel in the middle: 7 x 7 = 49 interior pixels. The white one
+    # differs from all 8 agreeing neighbours: counted, 1/49. A white impulse could be seen at
+    # 41 of them (not at the 8 next to the white one), a black one at all 49: visible share
+    # (41 + 49) / 2 / 49, so the share is (1/49) / (45/49) = 1/45.
+    image = np.full((9, 9, 3), 100, np.uint8)
+    image[4, 4] = 255
+    assert impulse_share(image) == pytest.approx(1 / 45)
+
+
+def test_a_two_pixel_highlight_is_flagged_by_the_median_test_but_is_no_impulse() -> None:
+    image = np.full((9, 9, 3), 100, np.uint8)
+    image[4, 3:5] = 255  # each white pixel has a white neighbour: content, not independent impulses
+    assert impulse_mask(image).sum() == 2
+    assert impulse_share(image) == 0.0
+
+
+PERSON = (128, 48)  # height x width of a small pedestrian crop
+
+
+def unsharp(rgb: np.ndarray) -> np.ndarray:
+    """Unsharp mask, radius 1 px, amount 100 %, as a camera or a web pipeline sharpens."""
+    return cv2.addWeighted(rgb, 2.0, cv2.GaussianBlur(rgb, (0, 0), 1.0), -1.0, 0)
+
+
+def checked_shirt() -> np.ndarray:
+    """A 48 x 128 walker: smooth background, a checked shirt of one-pixel dark lines every 4 px."""
+    y, x = np.mgrid[0 : PERSON[0], 0 : PERSON[1]].astype(np.float32)
+    rgb = np.stack([110 + 40 * x / PERSON[1], 120 + 30 * y / PERSON[0], 135 - 25 * x / PERSON[1]], axis=2)
+    shirt = (y >= 32) & (y < 80) & (x >= 10) & (x < 38)
+    rgb[shirt] = (225, 215, 200)
+    rgb[shirt & ((x % 4 == 0) | (y % 4 == 0))] = (40, 35, 60)
+    return np.rint(rgb).astype(np.uint8)
+
+
+def jpeg_text(quality: int) -> np.ndarray:
+    """Black one-pixel-stroke lettering on white, JPEG-compressed: ringing around every stroke."""
+    rgb = np.full((*PERSON, 3), 235, np.uint8)
+    for row, text in enumerate(["AB", "7X", "KM", "W4"]):
+        cv2.putText(rgb, text, (2, 25 + 30 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (10, 10, 10), 1, cv2.LINE_8)
+    ok, data = cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return np.ascontiguousarray(cv2.imdecode(data, cv2.IMREAD_COLOR))  # grey: channel order does not matter
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: unsharp(checked_shirt()), lambda: jpeg_text(50), lambda: jpeg_text(75), lambda: unsharp(jpeg_text(95))],
+    ids=["sharpened_checks", "jpeg50_text", "jpeg75_text", "sharpened_text"],
+)
+def test_sharpened_and_jpeg_edges_are_not_salt_and_pepper(make) -> None:
+    clean = make()
+    # The median test flags their overshoot and ringing (0.5-9 % of the pixels: the old rule
+    # counted those and called all four salt-and-pepper) ...
+    assert impulse_mask(clean).mean() >= 0.004
+    # ... but every flagged pixel has an equally extreme neighbour or disagreeing neighbours.
+    estimate = estimate_noise(clean)
+    assert estimate.kind == "none" and estimate.impulse_fraction == 0.0
+
+
+@pytest.mark.parametrize("amount", [0.005, 0.01])
+@pytest.mark.parametrize("seed", range(3))
+def test_sparse_impulses_on_a_sharpened_person_sized_crop_are_detected(amount: float, seed: int) -> None:
+    corrupted = apply_noise(unsharp(checked_shirt()), "salt_pepper", 0.0, amount, np.random.default_rng(seed))
+    estimate = estimate_noise(corrupted)
+    assert estimate.kind == "salt_pepper"
+    assert estimate.impulse_fraction == pytest.approx(amount, rel=0.5)  # ~30-60 impulses: Poisson spread
+
+
+def test_impulse_share_is_unbiased_over_placements() -> None:
+    # Impulses fall independently of the picture, so the share counted where they can be told
+    # apart, divided by where they could be, estimates the amount: the mean over placements is it.
+    clean = unsharp(checked_shirt())
+    shares = [impulse_share(apply_noise(clean, "salt_pepper", 0.0, 0.02, np.random.default_rng(seed))) for seed in range(20)]
+    assert np.mean(shares) == pytest.approx(0.02, rel=0.08)
 
 
 @pytest.mark.parametrize("method", ["nlmeans", "bilateral"])
