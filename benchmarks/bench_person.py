@@ -16,7 +16,7 @@ against the first variant. Finished runs are kept in ``--work`` (a killed benchm
     python benchmarks/bench_person.py --base configs/person_lite0.yaml --seeds 0 1 \\
         --variant "no erasing: augment.erasing_p=0"
     python benchmarks/bench_person.py --base configs/person_lite0.yaml --seeds 0 \\
-        --leave-out caviar    # train on the other four collections, test on caviar's split only
+        --leave-out caviar4reid   # train on the other four collections, test on caviar's split only
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], help='"name: key=value, key=value" (YAML values)')
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--fold", type=int, default=0)
-    parser.add_argument("--leave-out", choices=["3dpes", "caviar", "ilid", "towncentre", "sarc3d"])
+    parser.add_argument("--leave-out", choices=["3dpes", "caviar4reid", "ilid", "towncentre", "sarc3d"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_person"))
     parser.add_argument("--out", type=Path, default=RESULTS)
