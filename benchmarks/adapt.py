@@ -78,7 +78,7 @@ def target(cache: Path, size: tuple[int, int], leave_out: str | None, kind: str)
         query, gallery = open_split(cache, "query").table, open_split(cache, "gallery").table
         truth = np.concatenate([query["label"].astype(str), gallery["label"].astype(str)])
         images = target_images(cache, size)  # the stage's reader: query then gallery, from the .npy files alone
-        rows = np.arange(len(truth)) if leave_out is None else np.flatnonzero(collection(truth) == leave_out)
+        rows = np.arange(len(truth)) if leave_out is None else np.flatnonzero(collection(pd.Series(truth)) == leave_out)
         return np.ascontiguousarray(images[rows]), truth[rows]
     train = open_split(cache, "train")
     rows = np.flatnonzero(collection(train.table["label"]) == leave_out)
