@@ -25,6 +25,7 @@ import argparse
 import copy
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -188,7 +189,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_person"))
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    args.argv = [a if " " not in a else f'"{a}"' for a in __import__("sys").argv[1:]]
+    args.argv = [a if " " not in a else f'"{a}"' for a in sys.argv[1:]]
     if not PERSON.is_dir():
         raise SystemExit(f"the person set is not at {PERSON} (../shared/data/person)")
     logging.basicConfig(level=logging.WARNING)

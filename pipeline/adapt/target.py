@@ -21,11 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.data.cache import default_workers
-from pipeline.data.images import read_image
+from pipeline.data.cache import default_workers, rescale_pad_files
 from pipeline.data.importers import IMAGE_SUFFIXES
 from pipeline.data.layout import check_image_path
-from pipeline.data.rescale_pad import rescale_pad
 from pipeline.errors import DataError
 from pipeline.sections import ImageSize, height_width
 
@@ -82,7 +80,6 @@ def csv_images(csv_path: Path) -> list[str]:
 
 def _decode(paths: list[Path], size: ImageSize, fill: tuple[int, int, int]) -> np.ndarray:
     images = np.empty((len(paths), *height_width(size), 3), dtype=np.uint8)
-    with ThreadPoolExecutor(default_workers()) as pool:  # decoders release the GIL
-        for row, array in enumerate(pool.map(lambda p: rescale_pad(read_image(p), size, fill), paths)):
-            images[row] = array
+    with ThreadPoolExecutor(default_workers()) as pool:
+        rescale_pad_files(paths, images, size, fill, pool, "adapt: decode target")
     return images

@@ -12,7 +12,8 @@ never leaves a cache that looks complete.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,16 @@ def default_workers() -> int:
     return min(8, os.cpu_count() or 1)
 
 
+def rescale_pad_files(
+    paths: Sequence[Path], out: np.ndarray, size: ImageSize, fill: tuple[int, int, int], pool: Executor, desc: str
+) -> None:
+    """Decode and rescale-pad ``paths`` into the rows of ``out``, in order, on ``pool``'s threads
+    (the decoders release the GIL)."""
+    decoded = pool.map(lambda path: rescale_pad(read_image(path), size, fill), paths)
+    for row, array in enumerate(tqdm(decoded, total=len(paths), desc=desc, unit="img")):
+        out[row] = array
+
+
 def build_cache(
     dataset_root: Path,
     out_dir: Path,
@@ -47,9 +58,6 @@ def build_cache(
     root = Path(dataset_root)
     fill = tuple(int(v) for v in fill)
 
-    def load(image: str) -> np.ndarray:
-        return rescale_pad(read_image(root / image), size, fill)
-
     pool = ThreadPoolExecutor(workers or default_workers())
     try:
         with atomic_dir(out_dir) as tmp:
@@ -59,9 +67,7 @@ def build_cache(
                 images = np.lib.format.open_memmap(
                     tmp / f"{split}.npy", mode="w+", dtype=np.uint8, shape=(len(table), *height_width(size), 3)
                 )
-                decoded = pool.map(load, table["image"])
-                for row, array in enumerate(tqdm(decoded, total=len(table), desc=f"preprocess {split}", unit="img")):
-                    images[row] = array
+                rescale_pad_files([root / image for image in table["image"]], images, size, fill, pool, f"preprocess {split}")
                 images.flush()
                 del images
                 write_split(tmp, split, table)

@@ -74,7 +74,7 @@ def rerank_checked(
     store = "float16" if half else "float32"
     x32, x_exact = stacked_features(ops, q, g, half)
     num_query = q.shape[0]
-    found = kreciprocal.neighbour_pass(ops, x32, x_exact, num_query, max(k1 + 1, k2), keep_original=store)
+    found = kreciprocal.neighbour_pass(ops, x32, x_exact, num_query, rerank_neighbours(k1, k2), keep_original=store)
     pair_distance = normalised_pair_distance(ops, x32, found.row_max)  # V weights: float32 is ample
     v = kreciprocal.build_v(ops, found.nbr, k1, k2, pair_distance, store)
     final = kreciprocal.final_dense(ops, v, num_query, found.original, lambda_value)
@@ -88,7 +88,6 @@ def stacked_features(ops: Ops, q: np.ndarray, g: np.ndarray, half: bool) -> tupl
     return x32, None if half else ops.asarray(x.astype(np.float64, copy=False), "float64")
 
 
-
 def jaccard_distance(
     features: Any, k1: int = 20, k2: int = 6, *, xp: str | Any | None = "auto", device: str = "auto"
 ) -> np.ndarray:
@@ -98,11 +97,11 @@ def jaccard_distance(
     """
     check_rerank_params(k1, k2, 0.0)
     x = check_features("features", features)
-    n = x.shape[0]
-    check_k(max(k1 + 1, k2), n, "Jaccard distance: k1 + 1 (or k2) against the rows")
+    n, neighbours = x.shape[0], rerank_neighbours(k1, k2)
+    check_k(neighbours, n, "Jaccard distance: k1 + 1 (or k2) against the rows")
     ops = get_ops(xp, device)
     x32, x_exact = stacked_features(ops, x, x[:0], False)
-    found = kreciprocal.neighbour_pass(ops, x32, x_exact, 0, max(k1 + 1, k2))
+    found = kreciprocal.neighbour_pass(ops, x32, x_exact, 0, neighbours)
     v = kreciprocal.build_v(ops, found.nbr, k1, k2, normalised_pair_distance(ops, x32, found.row_max), "float32")
     # V twice over (rows N..2N-1 repeat rows 0..N-1): the query x gallery block is then every pair
     nnz = v.rows.shape[0]

@@ -20,6 +20,7 @@ from pipeline.retrieval import kreciprocal
 from pipeline.retrieval.backend import get_ops
 from pipeline.retrieval.rerank import check_neighbours, normalised_pair_distance, prepare_inputs, stacked_features
 from pipeline.retrieval.validate import check_k
+from pipeline.sections import rerank_neighbours
 
 
 def sparse_rerank(
@@ -66,7 +67,7 @@ def sparse_checked(
     x32, x_exact = stacked_features(ops, q, g, half)
     num_query = q.shape[0]
     found = kreciprocal.neighbour_pass(
-        ops, x32, x_exact, num_query, max(k1 + 1, k2), gallery_candidates=candidates
+        ops, x32, x_exact, num_query, rerank_neighbours(k1, k2), gallery_candidates=candidates
     )
     pair_distance = normalised_pair_distance(ops, x32, found.row_max)  # V weights: float32 is ample
     v = kreciprocal.build_v(ops, found.nbr, k1, k2, pair_distance, store)
