@@ -323,6 +323,12 @@ class AdaptConfig:
         if self.min_samples < 2:
             raise ValueError(f"min_samples must be at least 2 (a cluster needs a positive pair), got {self.min_samples}")
 
+    def check_models(self, train_models: list[str], source: str = "params.yaml") -> None:
+        """Every adapted model must be one the chain trains (its checkpoints are the source)."""
+        stray = [model for model in self.models if model not in train_models]
+        if stray:
+            raise ConfigError(f"{source}: adapt.models names '{stray[0]}', which train.models does not list")
+
 
 @dataclass(frozen=True)
 class RerankConfig:

@@ -34,8 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg, train = params.adapt, params.train
     if args.model not in cfg.models:
         raise ConfigError(f"{args.params}: adapt.models does not list '{args.model}'")
-    if args.model not in train.models:
-        raise ConfigError(f"{args.params}: adapt.models names '{args.model}', which train.models does not list")
+    cfg.check_models(train.models, str(args.params))
     source = params.trained_checkpoints(args.model, [args.fold])[args.fold]
     images = target_images(cfg.target, params.preprocess.size, params.preprocess.fill)
     if train.threads:

@@ -81,6 +81,7 @@ def test_the_shipped_params_on_a_small_set_pass(project: Path) -> None:
         ({"duplicates": {"model": "lite9"}}, r"params\.yaml: duplicates\.model is 'lite9', which train\.models \(lite0, "),
         ({"duplicates": {"fold": 3}}, r"params\.yaml: duplicates\.fold is 3, which train\.folds \[0\] does not list"),
         ({"mutual": {"pairs": ["lite0+osnet"]}}, r"params\.yaml: mutual\.pairs 'lite0\+osnet': train\.models does not list \['osnet'\]"),
+        ({"adapt": {"models": ["osnet"]}}, r"params\.yaml: adapt\.models names 'osnet', which train\.models does not list"),
         ({"fuse": {"tune": False, "source": "raw", "weights": {"osnet": 1.0}}},
          r"params\.yaml: fuse\.weights names 'osnet', which train\.models does not list"),
         ({"extract": {"engine": "onnx"}, "rerank": {"local_weight": 0.5}}, r"params\.yaml: extract\.engine onnx exports the global"),
