@@ -208,8 +208,11 @@ class ExtractConfig(TTAConfig):
 
     out: str = "outputs/features"
     foreground_pictures: int = 8  # with suppress_background: queries whose masks the report draws
-    # torch: the checkpoints; onnx: the export stage's ONNX files through onnxruntime (CPU)
-    engine: Literal["torch", "onnx"] = "torch"
+    # auto: on the CPU, each fold model exported to ONNX, checked against PyTorch at every TTA
+    # scale and run by onnxruntime (a fold that fails the check falls back to PyTorch, logged);
+    # PyTorch on CUDA and where local features or background suppression are wanted.
+    # onnx: the same, but a failed check stops the stage. torch: the checkpoints, no export.
+    engine: Literal["auto", "torch", "onnx"] = "auto"
     # Also store each fold model's features of the test gallery (never its labels) as that fold's
     # out-of-fold distractors: the tuning lists then rank the held-out gallery among as many
     # images as the test's (open set: test identities never match a held-out query).

@@ -1,17 +1,21 @@
 """extract[model]: TTA features of one model's fold ensemble on the test set, plus each fold
-model's features of its own held-out identities (out-of-fold, for tuning the fusion)."""
+model's features of its own held-out identities (out-of-fold, for tuning the fusion).
+
+On the CPU (``extract.engine: auto``) each fold model is first exported to
+<export.out>/<model>/fold<f>.onnx, checked against PyTorch, and run by onnxruntime."""
 
 from __future__ import annotations
 
 import dataclasses
 
 from pipeline.cli import run_stage, stage_parser
+from pipeline.data.cache import open_split
 from pipeline.data.folds import read_folds
+from pipeline.infer.engine import fold_models, load_fold_model
 from pipeline.infer.extract import extract_model
-from pipeline.infer.onnx_engine import load_onnx_model
-from pipeline.infer.store import ModelFeatures, save_features
+from pipeline.infer.store import save_features
 from pipeline.params import StageParams
-from pipeline.sections import ExtractConfig
+from pipeline.train.distributed import resolve_device
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,19 +26,22 @@ def main(argv: list[str] | None = None) -> None:
     folds = read_folds(params.folds_file())
     local = params.rerank.local_weight > 0  # local features are stored only when retrieval uses them
     params.extract.check_local(params.rerank.local_weight, str(args.params))
-
-    def extract(cfg: ExtractConfig) -> ModelFeatures:
-        if cfg.engine == "onnx":  # the export stage's files, checked there against PyTorch
-            models = {f: params.onnx(args.model, f) for f in params.train.folds}
-            on_cpu = dataclasses.replace(cfg, device="cpu")  # onnxruntime's CPU provider
-            return extract_model(models, params.cache(), folds, on_cpu, load=load_onnx_model)
-        # the adapt stage's weights for a model of adapt.models, else the train stages'
-        return extract_model(params.retrieval_checkpoints(args.model), params.cache(), folds, cfg, local=local)
-
+    cfg = params.extract
+    if cfg.engine == "onnx":  # onnxruntime's CPU provider, whatever extract.device says
+        cfg = dataclasses.replace(cfg, device="cpu")
+    # the adapt stage's weights for a model of adapt.models, else the train stages'
+    checkpoints = params.retrieval_checkpoints(args.model)
+    check_images = open_split(params.cache(), "query").images[: params.export.check_images]
+    device = resolve_device(cfg.device, "extract.device")
+    models = fold_models(checkpoints, check_images, cfg, params.export, params.onnx(args.model, 0).parent,
+                         device, local)
     out = params.features(args.model)
-    save_features(out, extract(params.extract), dtype=params.extract.dtype)  # replaces the whole folder
-    if params.extract.plain_views:
-        save_features(out / "plain", extract(params.extract.single_view()), dtype=params.extract.dtype)
+    # replaces the whole folder
+    save_features(out, extract_model(models, params.cache(), folds, cfg, local=local, load=load_fold_model),
+                  dtype=cfg.dtype)
+    if cfg.plain_views:
+        plain = extract_model(models, params.cache(), folds, cfg.single_view(), local=local, load=load_fold_model)
+        save_features(out / "plain", plain, dtype=cfg.dtype)
 
 
 if __name__ == "__main__":

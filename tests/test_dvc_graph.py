@@ -45,7 +45,7 @@ def test_demo_is_upstream_only_while_dataset_root_is_the_demo(repo: Path) -> Non
 
 def test_distillation_is_opt_in_and_reads_every_teacher_checkpoint(repo: Path) -> None:
     stages = stages_of_a_bare_repro(repo)
-    assert "export@lite0" in stages and not any("distill" in stage for stage in stages)
+    assert "extract@lite0" in stages and not any("distill" in stage for stage in stages)
     with Repo(repo) as dvc_repo:
         upstream = {s.addressing for s in dvc_repo.stage.collect("distill/dvc.yaml:distill@0", with_deps=True)}
     assert {"train@lite1-0", "folds", "preprocess"} <= upstream

@@ -25,7 +25,6 @@ ENTRY_POINTS = [
     ("stages.folds", [], "outputs/denoised/train.csv"),
     ("stages.train", ["--model", "lite0", "--fold", "0"], "outputs/cache"),
     ("stages.mutual", ["--pair", "lite0+lite1"], "outputs/cache"),
-    ("stages.export", ["--model", "lite0"], "outputs/models/lite0/fold0/checkpoints/best.pt"),
     ("stages.extract", ["--model", "lite0"], "outputs/folds.csv"),
     ("stages.rerank", ["--model", "lite0"], "outputs/"),
     ("stages.fuse", [], "outputs/"),

@@ -136,3 +136,45 @@ def test_an_unreadable_onnx_file_is_named(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(DataError, match=f"{bad}: not a loadable ONNX model"):
         load_onnx_model(bad)
+
+
+def test_the_check_covers_every_tta_scale(exported, tmp_path, monkeypatch):
+    checkpoint, _, _ = exported
+    seen: list[tuple[int, int]] = []
+    compare = export_folds_module.compare_embeddings
+
+    def spy(reference, candidate, images, **kwargs):
+        original = candidate.embed
+        candidate.embed = lambda batch: seen.append(tuple(batch.shape[-2:])) or original(batch)
+        return compare(reference, candidate, images, **kwargs)
+
+    monkeypatch.setattr(export_folds_module, "compare_embeddings", spy)
+    report = export_folds({0: checkpoint}, images(3), ExportConfig(batch_size=4), tmp_path / "onnx", scales=(1.0, 1.25))
+    assert report["scales"] == [1.0, 1.25] and sorted(set(seen)) == [(24, 24), (30, 30)]
+
+
+def test_an_optional_export_that_fails_its_check_falls_back_to_the_checkpoint(exported, tmp_path, monkeypatch):
+    """required=False (extract.engine auto): the failing fold gets no file and says why; the
+    other fold is exported as usual."""
+    checkpoint, _, _ = exported
+    compare = export_folds_module.compare_embeddings
+    calls = iter([compare, lambda *a, **k: {"max_abs_normalised": 0.5}])
+    monkeypatch.setattr(export_folds_module, "compare_embeddings", lambda *a, **k: next(calls)(*a, **k))
+    target = tmp_path / "onnx"
+    report = export_folds({0: checkpoint, 1: checkpoint}, images(2), ExportConfig(), target, required=False)
+    assert report["folds"]["0"]["engine"] == "onnx" and report["folds"]["0"]["max_abs_normalised"] <= 1e-4
+    assert report["folds"]["1"] == {
+        "checkpoint": str(checkpoint), "engine": "torch",
+        "reason": f"{checkpoint}: onnxruntime and PyTorch embeddings differ by 5.00e-01 > export.atol 1e-04; nothing written",
+    }
+    assert sorted(p.name for p in target.iterdir()) == ["check.json", "fold0.onnx"]
+
+
+def test_an_unreadable_export_falls_back_to_the_checkpoint(exported, tmp_path, monkeypatch):
+    checkpoint, _, _ = exported
+    monkeypatch.setattr(export_folds_module, "export_embedding", lambda model, meta, path, opset: path.write_bytes(b"junk"))
+    report = export_folds({0: checkpoint}, images(2), ExportConfig(), tmp_path / "onnx", required=False)
+    assert report["folds"]["0"]["engine"] == "torch" and "not a loadable ONNX model" in report["folds"]["0"]["reason"]
+    assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == ["check.json"]
+    with pytest.raises(DataError, match="not a loadable ONNX model"):  # required (extract.engine onnx): it stops
+        export_folds({0: checkpoint}, images(2), ExportConfig(), tmp_path / "onnx", required=True)
