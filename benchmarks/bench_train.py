@@ -10,11 +10,16 @@ figures are medians over rounds. Goal: full / bare >= 0.85.
     python benchmarks/bench_train.py [--recipes effb0 densenet121 resnest14d] [--batches 6]
     python benchmarks/bench_train.py --dataset person --recipes person_lite0 person_mnv2 \
         --out benchmarks/results/bench_train_person.md
+    python benchmarks/bench_train.py --recipes demo/lite0 --variant "nchw: train.channels_last=false"
+
+Each ``--variant`` adds a row per recipe with those recipe keys changed, measured in the same
+run against the same bare reference (plain NCHW fp32 forward/backward).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import statistics
 import tempfile
@@ -23,24 +28,24 @@ from pathlib import Path
 
 import torch
 
-from bench_person import person_cache
+from bench_person import person_cache, variant_recipe
 from bench_tricks import demo_fold
 from machine import describe_machine
 from pipeline.data.torch_data import normalize_batch
+from pipeline.config import from_mapping, read_yaml
 from pipeline.io_utils import write_text
 from pipeline.train.distributed import DistInfo
 from pipeline.sections import height_width
 from pipeline.train.data import load_fold
 from pipeline.train.loop import Trainer
-from pipeline.train.recipe import load_recipe
+from pipeline.train.recipe import Recipe, load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "bench_train.md"
 
 
-def measure(recipe_name: str, data, batches: int, rounds: int) -> tuple[float, float, int]:
+def measure(recipe: Recipe, data, batches: int, rounds: int) -> tuple[float, float, int]:
     """(bare images/s, full images/s, batch size), medians over ``rounds``."""
-    recipe = load_recipe(ROOT / "configs" / f"{recipe_name}.yaml")
     trainer = Trainer(recipe, data, DistInfo())
     trainer.model.train()
     trainer.sampler.set_epoch(0)
@@ -50,7 +55,8 @@ def measure(recipe_name: str, data, batches: int, rounds: int) -> tuple[float, f
         for images, labels in itertools.islice(trainer.loader, batches + 1)
     ]
     batch_size = len(cached[0][1])
-    backbone = trainer.model.backbone
+    # the reference stays NCHW whatever the recipe's memory format (a copy of the same weights)
+    backbone = copy.deepcopy(trainer.model.backbone).to(memory_format=torch.contiguous_format)
 
     def bare() -> float:
         started = time.perf_counter()
@@ -88,32 +94,38 @@ def main() -> None:
     parser.add_argument("--dataset", choices=["demo", "person"], default="demo",
                         help="person: the real pedestrian set, cached at the first recipe's input size")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--variant", action="append", default=[], help='"name: key=value, key=value" (YAML values)')
     args = parser.parse_args()
     if args.dataset == "person":
         first = load_recipe(ROOT / "configs" / f"{args.recipes[0]}.yaml")
         data = load_fold(*person_cache(args.work, height_width(first.train.input_size), None), 0)
     else:
         data = demo_fold(args.work, 64, 0)
+    variants = {"": ""} | {n.strip(): c.strip() for n, c in (v.split(":", 1) for v in args.variant)}
     rows = []
     for name in args.recipes:
-        recipe = load_recipe(ROOT / "configs" / f"{name}.yaml")
-        bare_rate, full_rate, batch = measure(name, data, args.batches, args.rounds)
-        rows.append(
-            f"| {name} | `{recipe.model.backbone}` | {recipe.train.input_size} | {batch} "
-            f"| {recipe.train.amp} | {bare_rate:.1f} | {full_rate:.1f} | **{full_rate / bare_rate:.2f}** |"
-        )
-        print(rows[-1], flush=True)
+        path = ROOT / "configs" / f"{name}.yaml"
+        for variant, changes in variants.items():
+            recipe = from_mapping(Recipe, variant_recipe(read_yaml(path), changes), str(path))
+            bare_rate, full_rate, batch = measure(recipe, data, args.batches, args.rounds)
+            label = f"{name} ({variant}: `{changes}`)" if variant else name
+            rows.append(
+                f"| {label} | `{recipe.model.backbone}` | {recipe.train.input_size} | {batch} "
+                f"| {recipe.train.amp} | {recipe.train.channels_last} | {bare_rate:.1f} | {full_rate:.1f} "
+                f"| **{full_rate / bare_rate:.2f}** |"
+            )
+            print(rows[-1], flush=True)
     report = "\n".join([
         "# Training throughput: full training step vs bare forward/backward",
         "",
         f"Images/s on the {args.dataset} data (fold 0), recipes `configs/<recipe>.yaml`, loader workers",
         "as in the recipe. *Bare*: backbone `forward_features` + mean + backward on the same, already",
-        "loaded and normalised batches (no data loading, augmentation, head, losses or optimiser).",
+        "loaded and normalised batches, NCHW fp32 (no data loading, augmentation, head, losses or optimiser).",
         "*Full*: the training step of `pipeline.train.loop.Trainer` including loading and augmentation.",
         f"Median over {args.rounds} alternating rounds of {args.batches} batches. Goal: ratio >= 0.85.",
         "",
-        "| recipe | backbone | px | batch | amp | bare img/s | full img/s | full / bare |",
-        "|---|---|---|---|---|---|---|---|",
+        "| recipe | backbone | px | batch | amp | channels_last | bare img/s | full img/s | full / bare |",
+        "|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         f"Machine: {describe_machine(torch=torch.__version__, torch_threads=str(torch.get_num_threads()))}.",

@@ -161,6 +161,29 @@ def test_changed_recipe_starts_over(tmp_path, caplog):
     assert_same(weights(tmp_path), weights(fresh))
 
 
+def test_channels_last_computes_the_nchw_loss_and_gradients():
+    """train.channels_last (the default) changes the memory layout only: the 4-D weights are
+    NHWC, and one batch gives the NCHW run's loss and gradients up to fp32 rounding (over whole
+    runs the two drift apart as any two fp32 summation orders do under Adam)."""
+    trainers = [loop.Trainer(tiny_recipe(channels_last=flag), tiny_data(), loop.DistInfo()) for flag in (True, False)]
+    convs = [p for p in trainers[0].model.parameters() if p.dim() == 4]
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    assert any(not p.is_contiguous() for p in convs)  # (C, 1, k, k) and (C, D, 1, 1) look the same either way
+    images, labels = next(iter(trainers[0].loader))
+    losses, grads = [], []
+    for trainer in trainers:
+        trainer.model.train()
+        torch.manual_seed(0)  # the same dropout masks
+        total, _, _ = trainer.forward_loss(images, labels)
+        total.backward()
+        losses.append(total.detach())
+        grads.append({n: p.grad for n, p in trainer.model.named_parameters() if p.grad is not None})
+    torch.testing.assert_close(losses[0], losses[1], atol=1e-5, rtol=1e-5)
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+    for name, grad in grads[0].items():  # relative to each tensor's norm: ~4e-6 here (a layout bug: ~1)
+        assert float((grad - grads[1][name]).norm()) <= 1e-4 * float(grads[1][name].norm()) + 1e-6, name
+
+
 def test_bf16_amp_path_trains(tmp_path):
     summary = run(tiny_recipe(epochs=1, amp="bf16"), tmp_path)
     assert math.isfinite(summary["train/loss"]) and summary["train/skipped_steps"] == 0

@@ -122,7 +122,8 @@ class Trainer:
         # identities with a single image cannot form a positive pair: no metric losses on them
         self.metric_ok = torch.as_tensor(counts >= 2, device=self.device)
         seed_everything(cfg.seed)
-        self.model = create_model(recipe.model, self.num_classes).to(self.device)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.model = create_model(recipe.model, self.num_classes).to(self.device, memory_format=self.memory_format)
         self.init = init
         if init is not None:
             load_weights(self.model, init)
@@ -252,6 +253,7 @@ class Trainer:
     ) -> tuple[torch.Tensor, dict[str, float], ModelOutput]:
         """The weighted loss of one batch of raw (uint8-scaled) images, its parts, the outputs."""
         images = normalize_batch(images.to(self.device, non_blocking=True), self.mean, self.std)
+        images = images.contiguous(memory_format=self.memory_format)
         labels = labels.to(self.device, non_blocking=True)
         with autocast(self.amp, self.device):
             output = self.net(images, labels)
