@@ -62,9 +62,15 @@ def test_timm_policy_is_reproducible_and_leaves_global_randomness_alone():
 
 
 @pytest.mark.parametrize("policy", ["original", "v0", "augmix-m5-w4-d2"])
-def test_timm_autoaugment_policies_build(policy):
-    out = SeededAugment(build_train_transforms(AugmentConfig(auto_augment=policy, **OFF), 32))(image(), 0)
-    assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+def test_timm_autoaugment_policies_change_images_reproducibly(policy):
+    """Each policy alters most images (an identity transform would alter none), the same way
+    for the same sample seed."""
+    augment = SeededAugment(build_train_transforms(AugmentConfig(auto_augment=policy, **OFF), 32))
+    outputs = [augment(image(s), s) for s in range(8)]
+    for s, out in enumerate(outputs):
+        assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+        np.testing.assert_array_equal(augment(image(s), s), out)
+    assert sum(not np.array_equal(out, image(s)) for s, out in enumerate(outputs)) >= 5
 
 
 def test_bad_settings_name_their_key():
