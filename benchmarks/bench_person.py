@@ -37,7 +37,7 @@ from fuse_significance import single_shot_gallery
 from machine import describe_machine
 
 from pipeline.allocator import keep_freed_memory
-from pipeline.config import from_mapping, read_yaml
+from pipeline.config import from_mapping
 from pipeline.data.cache import build_cache, open_split
 from pipeline.data.folds import make_folds
 from pipeline.evaluate.reid import reid_metrics
@@ -46,7 +46,7 @@ from pipeline.io_utils import write_csv, write_json, write_text
 from pipeline.sections import TTAConfig, height_width
 from pipeline.train.data import FoldData, load_fold
 from pipeline.train.loop import fit
-from pipeline.train.recipe import Recipe
+from pipeline.train.recipe import Recipe, read_recipe
 from pipeline.train.trained import load_trained_model
 
 PERSON = Path(__file__).resolve().parents[2] / "shared" / "data" / "person"
@@ -195,7 +195,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     keep_freed_memory()
-    base = read_yaml(args.base)
+    base = read_recipe(args.base)
     variants = {"base": ""} | dict(v.split(":", 1) for v in args.variant)
     variants = {name.strip(): changes.strip() for name, changes in variants.items()}
     args.work.mkdir(parents=True, exist_ok=True)

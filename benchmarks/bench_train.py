@@ -32,13 +32,13 @@ from bench_person import person_cache, variant_recipe
 from bench_tricks import demo_fold
 from machine import describe_machine
 from pipeline.data.torch_data import normalize_batch
-from pipeline.config import from_mapping, read_yaml
+from pipeline.config import from_mapping
 from pipeline.io_utils import write_text
 from pipeline.train.distributed import DistInfo
 from pipeline.sections import height_width
 from pipeline.train.data import load_fold
 from pipeline.train.loop import Trainer
-from pipeline.train.recipe import Recipe, load_recipe
+from pipeline.train.recipe import Recipe, load_recipe, read_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "bench_train.md"
@@ -106,7 +106,7 @@ def main() -> None:
     for name in args.recipes:
         path = ROOT / "configs" / f"{name}.yaml"
         for variant, changes in variants.items():
-            recipe = from_mapping(Recipe, variant_recipe(read_yaml(path), changes), str(path))
+            recipe = from_mapping(Recipe, variant_recipe(read_recipe(path), changes), str(path))
             bare_rate, full_rate, batch = measure(recipe, data, args.batches, args.rounds)
             label = f"{name} ({variant}: `{changes}`)" if variant else name
             rows.append(

@@ -38,6 +38,14 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def merged(base: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, Any]:
+    """``child`` over ``base``: mappings merge key by key, at any depth; anything else replaces."""
+    out = dict(base)
+    for key, value in child.items():
+        out[key] = merged(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) else value
+    return out
+
+
 def from_mapping(cls: type[T], data: Any, source: str, prefix: str = "") -> T:
     """Build dataclass ``cls`` from ``data``; ``source`` (a file name) and ``prefix`` go in errors."""
     where = f"{source}: {prefix or cls.__name__}"

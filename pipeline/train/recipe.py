@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pipeline.config import from_mapping, read_yaml
+from pipeline.config import from_mapping, merged, read_yaml
 from pipeline.sections import height_width
 from pipeline.data.transforms import AugmentConfig
 from pipeline.errors import ConfigError
@@ -72,9 +72,37 @@ class Recipe:
             raise ValueError("loss.local_triplet_weight > 0 and model.local_stripes > 0 go together (the local branch)")
 
 
+BASE_KEY = "_base_"
+BASE_FOLDER = "_base_"  # the train stage's DVC deps list configs/_base_: bases elsewhere would go untracked
+
+
+def read_recipe(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A recipe's mapping with its ``_base_`` chain merged under it, as fast-reid's ``_BASE_``.
+
+    ``_base_: ../_base_/strong_baseline.yaml`` (a path relative to the recipe) names the recipe
+    this one extends; the recipe states only what differs (sections merge key by key). A base
+    may have a base. Bases live in a folder named ``_base_``.
+    """
+    path = Path(path)
+    data = read_yaml(path)
+    base = data.pop(BASE_KEY, None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"{path}: {BASE_KEY} must be the path of a base recipe, relative to this file")
+    base_path = path.parent / base
+    if base_path.resolve().parent.name != BASE_FOLDER:
+        raise ConfigError(f"{path}: {BASE_KEY}: {base} is not in a '{BASE_FOLDER}' folder "
+                          "(the train stage's DVC dependencies track configs/_base_)")
+    chain = (*_chain, path.resolve())
+    if base_path.resolve() in chain:
+        raise ConfigError(f"{path}: {BASE_KEY}: {base} is already in this recipe's chain ({' -> '.join(map(str, chain))})")
+    return merged(read_recipe(base_path, chain), data)
+
+
 def load_recipe(path: str | Path) -> Recipe:
     """Read and check a recipe; an unknown or mistyped key is a ConfigError naming file and key."""
-    return from_mapping(Recipe, read_yaml(path), str(path))
+    return from_mapping(Recipe, read_recipe(path), str(path))
 
 
 def stage_one_checkpoint(params: StageParams, model: str, recipe: Recipe, fold: int) -> Path | None:
