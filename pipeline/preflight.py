@@ -42,6 +42,7 @@ def check_chain(params: StageParams) -> None:
     for pair in params.mutual.pairs:
         check_pair_models(pair, train.models, source)
     params.adapt.check_models(train.models, source)
+    params.distill.check_folds(train.folds, source)
     params.extract.check_local(params.rerank.local_weight, source)
     if not params.fuse.tune:  # tuned, the configured weights are not read
         configured_weights(params.fuse, train.models, source)

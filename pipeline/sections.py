@@ -111,7 +111,7 @@ class PreprocessConfig:
     """params.yaml section ``preprocess``."""
 
     out: str = "outputs/cache"
-    size: int | tuple[int, int] = 128  # a square side, or [height, width]
+    size: int | tuple[int, int] = 96  # a square side, or [height, width]
     fill: tuple[int, int, int] = (0, 0, 0)
 
     def validate(self) -> None:
@@ -131,7 +131,8 @@ class FoldsConfig:
     k: int = 5
     seed: int = 0
     query_fraction: float = 0.2
-    label_merge: str | None = None  # a reviewed CSV label,merged_into (pipeline/data/label_merge.py)
+    # a reviewed CSV label,merged_into (pipeline/data/label_merge.py); the demo's, found by the duplicates stage
+    label_merge: str | None = "configs/label_merge.csv"
 
     def validate(self) -> None:
         if not self.out:
@@ -149,11 +150,11 @@ class TrainStageConfig:
     models: list[str]  # recipe names: configs/<name>.yaml
     folds: list[int]
     out: str = "outputs/models"  # <out>/<model>/fold<fold>/{checkpoints,live}
-    recipes: str = "configs"
+    recipes: str = "configs/demo"  # the demo's short recipes; configs/ holds the full presets
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # CPU threads per process; 0 keeps torch's default. 1 is much faster when other jobs
     # share the cores: idle OpenMP threads spin and then wait on preempted siblings.
-    threads: int = 0
+    threads: int = 2
 
     def validate(self) -> None:
         if not self.models:
@@ -206,6 +207,8 @@ class TTAConfig:
 class ExtractConfig(TTAConfig):
     """params.yaml section ``extract``: the TTA views plus where the features go."""
 
+    scales: tuple[float, ...] = (1.0, 1.1)  # the chain's TTA; TTAConfig's own default is one view
+    batch_size: int = 128
     out: str = "outputs/features"
     foreground_pictures: int = 8  # with suppress_background: queries whose masks the report draws
     # auto: on the CPU, each fold model exported to ONNX, checked against PyTorch at every TTA
@@ -216,10 +219,10 @@ class ExtractConfig(TTAConfig):
     # Also store each fold model's features of the test gallery (never its labels) as that fold's
     # out-of-fold distractors: the tuning lists then rank the held-out gallery among as many
     # images as the test's (open set: test identities never match a held-out query).
-    oof_distractors: bool = False
+    oof_distractors: bool = True
     # Also store every set's single-view features (scale 1, upright, no flip) in <out>/<model>/plain/:
     # the tuned fuse stage may then choose, per model, lists with or without TTA ('plain_<option>').
-    plain_views: bool = False
+    plain_views: bool = True
 
     def single_view(self) -> ExtractConfig:
         """This config with one view per image: scale 1, upright, no flip."""
@@ -266,6 +269,9 @@ class DistillConfig:
 
     student: str  # a recipe in train.recipes (e.g. lite0 at a smaller input)
     teachers: list[str]  # models of train.models; several: their ensemble (mean cosine similarities, mean logits)
+    # the folds to distil, each a stage distill@<fold> of distill/dvc.yaml; [] (off): no stage exists,
+    # so a bare `dvc status` has nothing to report about it
+    folds: list[int] = field(default_factory=list)
     out: str = "outputs/distill"  # <out>/<student>/fold<f>/{checkpoints,live}, as train writes
     # kl | js: divergence of the temperature-softened outputs; l1: of the raw logits (FastReID)
     logit_loss: Literal["kl", "js", "l1", "none"] = "kl"
@@ -288,6 +294,12 @@ class DistillConfig:
     @property
     def uses_logits(self) -> bool:
         return self.logit_loss != "none" and self.logit_weight > 0
+
+    def check_folds(self, train_folds: list[int], source: str) -> None:
+        """Each fold to distil must be one the teachers train on."""
+        untrained = sorted(set(self.folds) - set(train_folds))
+        if untrained:
+            raise ConfigError(f"{source}: distill.folds {untrained} are not in train.folds {train_folds}: no teacher there")
 
 
 @dataclass(frozen=True)
@@ -385,7 +397,8 @@ class RerankStageConfig(RerankConfig):
     """params.yaml section ``rerank``: the re-ranking knobs, the grid, and where the lists go."""
 
     out: str = "outputs/rerank"
-    grid: RerankGrid = field(default_factory=RerankGrid)
+    candidates: int = 1000  # the stage's lists: deep enough for fusion and the evaluation's mAP
+    grid: RerankGrid = field(default_factory=lambda: RerankGrid(k1=[10, 20], k2=[3, 6], lambda_value=[0.3]))
     # > 0: every list re-sorted by its distance + local_weight x the AlignedReID aligned local
     # distance (on the candidates only; extract then stores local features). 0: global only,
     # the paper's finding and the default (benchmarks/results/bench_aligned_mutual.md).
@@ -493,7 +506,7 @@ class EvaluateConfig:
     k: int = 10
     cmc_ranks: tuple[int, ...] = (1, 5, 10, 20)  # CMC@r in metrics.json (capped to the gallery size); the curve runs to the largest
     camera_filter: bool = False  # Market-1501 protocol; off where cameras carry no viewpoint (grocery)
-    centroid: bool = False  # also score each model against per-identity mean gallery embeddings
+    centroid: bool = True  # also score each model against per-identity mean gallery embeddings
     tar_fars: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
     ranklists: int = 3  # best and worst queries drawn
 

@@ -46,6 +46,11 @@ def test_demo_is_upstream_only_while_dataset_root_is_the_demo(repo: Path) -> Non
 def test_distillation_is_opt_in_and_reads_every_teacher_checkpoint(repo: Path) -> None:
     stages = stages_of_a_bare_repro(repo)
     assert "extract@lite0" in stages and not any("distill" in stage for stage in stages)
+    with Repo(repo) as dvc_repo:  # distill.folds [] (the default): distill/dvc.yaml has no stage at all
+        assert not dvc_repo.stage.collect("distill/dvc.yaml")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["distill"]["folds"] = [0]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     with Repo(repo) as dvc_repo:
         upstream = {s.addressing for s in dvc_repo.stage.collect("distill/dvc.yaml:distill@0", with_deps=True)}
     assert {"train@lite1-0", "folds", "preprocess"} <= upstream

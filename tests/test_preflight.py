@@ -59,6 +59,7 @@ def _params(tmp_path: Path, **changes: dict[str, Any]) -> Path:
 def project(tmp_path: Path) -> Path:
     _dataset(tmp_path / "data")
     shutil.copytree(ROOT / "configs/demo", tmp_path / "recipes")
+    shutil.copytree(ROOT / "configs/_base_", tmp_path / "_base_")  # the recipes' _base_ chains
     return tmp_path
 
 
@@ -89,6 +90,7 @@ def test_the_shipped_params_on_a_small_set_pass(project: Path) -> None:
         ({"rerenk": {"k1": 2}}, r"params\.yaml: unknown section 'rerenk' \(did you mean 'rerank'\?\)"),
         ({"denoise": {"workerz": 2}}, r"params\.yaml: unknown key 'denoise\.workerz'"),
         ({"distill": {"temperature": 0}}, r"params\.yaml: distill: temperature must be positive"),  # opt-in, still checked
+        ({"distill": {"folds": [0, 3]}}, r"params\.yaml: distill\.folds \[3\] are not in train\.folds \[0\]: no teacher there"),
     ],
 )
 def test_each_problem_is_named_by_key_and_file(project: Path, changes: dict[str, Any], message: str) -> None:
@@ -140,6 +142,8 @@ def test_dvc_repro_stops_at_the_check_and_a_passing_rerun_leaves_denoise_up_to_d
     _git_repo(tmp_path)
     _dataset(tmp_path / "data", images=True)
     shutil.copytree(ROOT / "configs/demo", tmp_path / "recipes")
+    shutil.copytree(ROOT / "configs/_base_", tmp_path / "_base_")  # the recipes' _base_ chains
+    shutil.copytree(ROOT / "configs/_base_", tmp_path / "configs/_base_")  # the check stage's dependency
     _params(tmp_path, rerank={"k1": -3}, denoise={"workers": 1})
     done = _dvc(tmp_path, "repro", "denoise")
     assert done.returncode != 0 and "error: params.yaml: rerank: k1 must be a positive integer, got -3" in done.stderr
@@ -175,6 +179,6 @@ def test_the_submit_stage_names_submit_length_and_the_gallery_size(tmp_path: Pat
                       f"rerank: {{}}\nsubmit: {{out: {tmp_path / 'submission.csv'}, length: 10}}\n")
     with pytest.raises(ConfigError, match=rf"params\.yaml: submit\.length is 10, but the fused lists hold 4 candidates per "
                                           rf"query \(the gallery, {cache}/gallery\.csv, holds 4 images; rerank\.candidates: "
-                                          r"100\): set submit\.length to at most 4"):
+                                          r"1000\): set submit\.length to at most 4"):
         main(["--params", str(params)])
     assert not (tmp_path / "submission.csv").exists()
