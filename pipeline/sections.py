@@ -131,8 +131,7 @@ class FoldsConfig:
     k: int = 5
     seed: int = 0
     query_fraction: float = 0.2
-    # a reviewed CSV label,merged_into (pipeline/data/label_merge.py); the demo's, found by the duplicates stage
-    label_merge: str | None = "configs/label_merge.csv"
+    label_merge: str | None = None  # a reviewed CSV label,merged_into (pipeline/data/label_merge.py)
 
     def validate(self) -> None:
         if not self.out:

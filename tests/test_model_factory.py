@@ -184,3 +184,20 @@ def test_zero_init_residual_uses_timm_hooks_and_rejects_what_it_cannot_do():
         create_model(ModelConfig("mobilenetv4_conv_small", zero_init_residual=True), num_classes=3)
     with pytest.raises(ValueError, match="erase pretrained weights"):
         ModelConfig(BACKBONE, zero_init_residual=True, pretrained_file="w.pth").validate()
+
+
+def test_every_name_of_each_choice_table_builds_and_nothing_else_is_accepted():
+    """One table per kind (HEADS, POOLINGS, NECKS): the config accepts exactly its names, and
+    each name builds a model that embeds and classifies."""
+    from pipeline.models.heads import HEADS
+    from pipeline.models.neck import NECKS
+    from pipeline.models.pooling import POOLINGS
+
+    for key, table in (("head", HEADS), ("pooling", POOLINGS), ("neck", NECKS)):
+        for name in table:
+            model = create_model(ModelConfig(backbone="test_efficientnet", **{key: name}), num_classes=4).eval()
+            with torch.no_grad():
+                output = model(torch.rand(2, 3, 32, 32), torch.tensor([0, 1]))
+            assert output.logits.shape == (2, 4), (key, name)
+        with pytest.raises(ValueError, match=rf"'{key}' must be one of {', '.join(map(repr, table))}, got 'nope'"):
+            ModelConfig(backbone="test_efficientnet", **{key: "nope"}).validate()

@@ -12,13 +12,13 @@ from pipeline.errors import ConfigError
 from pipeline.models.batch_drop import BatchDropBranch
 from pipeline.models.backbone import create_backbone, zero_init_residual_branches
 from pipeline.models.freeze import freeze_stages
-from pipeline.models.heads import create_head
+from pipeline.models.heads import HEADS, create_head
 from pipeline.models.last_stride import set_last_stride_one
 from pipeline.models.local_branch import LocalBranch
 from pipeline.models.model import ReIDModel
-from pipeline.models.neck import create_neck, init_kaiming
+from pipeline.models.neck import NECKS, create_neck, init_kaiming
 from pipeline.models.pretrained import package_weights
-from pipeline.models.pooling import create_pooling
+from pipeline.models.pooling import POOLINGS, create_pooling
 
 
 @dataclass(frozen=True)
@@ -31,12 +31,12 @@ class ModelConfig:
     # input normalisation; None: what the weights were trained with (the package's, else timm's)
     input_mean: tuple[float, float, float] | None = None
     input_std: tuple[float, float, float] | None = None
-    pooling: Literal["gem", "avg", "max", "attention"] = "gem"  # attention: pipeline/models/pooling.py
+    pooling: str = "gem"  # a name of POOLINGS (pipeline/models/pooling.py): gem, avg, max, attention
     gem_p: float = 3.0
     gem_learnable: bool = True
     embedding_dim: int = 0  # 0: the backbone's width; else a linear reduction before the neck
-    neck: Literal["bnneck", "none"] = "bnneck"
-    head: Literal["linear", "arcface", "cosface", "circle"] = "linear"
+    neck: str = "bnneck"  # a name of NECKS (pipeline/models/neck.py)
+    head: str = "linear"  # a name of HEADS (pipeline/models/heads.py)
     scale: float = 30.0  # s of the cosine heads
     margin: float = 0.35  # m of the cosine heads
     dropout: float = 0.0  # before the classifier
@@ -63,17 +63,11 @@ class ModelConfig:
             (not (self.pretrained and self.pretrained_file), "pretrained and pretrained_file are exclusive"),
             ((self.input_mean is None) == (self.input_std is None), "input_mean and input_std go together"),
             (all(s > 0 for s in self.input_std or ()), f"input_std must be positive, got {self.input_std}"),
-            (
-                self.pooling in ("gem", "avg", "max", "attention"),
-                f"pooling must be gem, avg, max or attention, got {self.pooling!r}",
-            ),
+            (self.pooling in POOLINGS, f"'pooling' must be one of {', '.join(map(repr, POOLINGS))}, got {self.pooling!r}"),
             (self.gem_p >= 1.0, f"gem_p must be >= 1, got {self.gem_p}"),
             (self.embedding_dim >= 0, f"embedding_dim must be >= 0, got {self.embedding_dim}"),
-            (self.neck in ("bnneck", "none"), f"neck must be bnneck or none, got {self.neck!r}"),
-            (
-                self.head in ("linear", "arcface", "cosface", "circle"),
-                f"head must be linear, arcface, cosface or circle, got {self.head!r}",
-            ),
+            (self.neck in NECKS, f"'neck' must be one of {', '.join(map(repr, NECKS))}, got {self.neck!r}"),
+            (self.head in HEADS, f"'head' must be one of {', '.join(map(repr, HEADS))}, got {self.head!r}"),
             (self.scale > 0, f"scale must be > 0, got {self.scale}"),
             (0 <= self.margin < 1, f"margin must be in [0, 1), got {self.margin}"),
             (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),

@@ -11,6 +11,7 @@ and ranking are those of the cosine similarity.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -97,11 +98,18 @@ class CircleHead(_CosineHead):
         return torch.where(target, positive, negative)
 
 
+# One table of head names (as timm's layer factories keep one per kind): ModelConfig checks
+# ``model.head`` against it and create_head builds from it.
+HEADS: dict[str, Callable[[int, int, float, float], nn.Module]] = {
+    "linear": lambda in_features, num_classes, scale, margin: LinearHead(in_features, num_classes),
+    "arcface": ArcFaceHead,
+    "cosface": CosFaceHead,
+    "circle": CircleHead,
+}
+
+
 def create_head(name: str, in_features: int, num_classes: int, scale: float = 30.0, margin: float = 0.35) -> nn.Module:
-    """Pick a classifier head by name: "linear", "arcface", "cosface" or "circle"."""
-    if name == "linear":
-        return LinearHead(in_features, num_classes)
-    cosine_heads = {"arcface": ArcFaceHead, "cosface": CosFaceHead, "circle": CircleHead}
-    if name not in cosine_heads:
-        raise ValueError(f"unknown head {name!r} (known: linear, {', '.join(cosine_heads)})")
-    return cosine_heads[name](in_features, num_classes, scale, margin)
+    """The classifier head ``name`` of HEADS; ``scale`` and ``margin`` for the cosine heads."""
+    if name not in HEADS:
+        raise ValueError(f"unknown head {name!r} (known: {', '.join(HEADS)})")
+    return HEADS[name](in_features, num_classes, scale, margin)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import Tensor, nn
 
 
@@ -33,10 +35,11 @@ class BNNeck(nn.Module):
         return self.bn(x)
 
 
+NECKS: dict[str, Callable[[int], nn.Module]] = {"bnneck": BNNeck, "none": lambda dim: nn.Identity()}
+
+
 def create_neck(name: str, dim: int) -> nn.Module:
-    """Pick a neck by name: "bnneck" or "none"."""
-    if name == "bnneck":
-        return BNNeck(dim)
-    if name == "none":
-        return nn.Identity()
-    raise ValueError(f"unknown neck {name!r} (known: bnneck, none)")
+    """The neck ``name`` of NECKS for ``dim``-wide embeddings."""
+    if name not in NECKS:
+        raise ValueError(f"unknown neck {name!r} (known: {', '.join(NECKS)})")
+    return NECKS[name](dim)

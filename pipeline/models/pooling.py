@@ -6,6 +6,8 @@ suppression at extraction): the pooled statistic is then taken over those positi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -90,17 +92,19 @@ class MaxPool(nn.Module):
         return x.masked_fill(~mask.bool().unsqueeze(1), float("-inf")).amax(dim=(-2, -1))
 
 
+# One table of pooling names: each builds from (gem_p, gem_learnable, the feature map's channels).
+POOLINGS: dict[str, Callable[[float, bool, int], nn.Module]] = {
+    "gem": lambda gem_p, gem_learnable, channels: GeM(p=gem_p, learnable=gem_learnable),
+    "avg": lambda gem_p, gem_learnable, channels: AvgPool(),
+    "max": lambda gem_p, gem_learnable, channels: MaxPool(),
+    "attention": lambda gem_p, gem_learnable, channels: AttentionPool(channels),
+}
+
+
 def create_pooling(name: str, gem_p: float = 3.0, gem_learnable: bool = True, channels: int = 0) -> nn.Module:
-    """Pick a pooling layer by name: "gem", "avg", "max" or "attention" (which needs the
-    feature map's ``channels``)."""
-    if name == "attention":
-        if channels < 1:
-            raise ValueError(f"attention pooling needs the feature map's channels, got {channels}")
-        return AttentionPool(channels)
-    if name == "gem":
-        return GeM(p=gem_p, learnable=gem_learnable)
-    if name == "avg":
-        return AvgPool()
-    if name == "max":
-        return MaxPool()
-    raise ValueError(f"unknown pooling {name!r} (known: gem, avg, max, attention)")
+    """The pooling ``name`` of POOLINGS; "attention" needs the feature map's ``channels``."""
+    if name not in POOLINGS:
+        raise ValueError(f"unknown pooling {name!r} (known: {', '.join(POOLINGS)})")
+    if name == "attention" and channels < 1:
+        raise ValueError(f"attention pooling needs the feature map's channels, got {channels}")
+    return POOLINGS[name](gem_p, gem_learnable, channels)
