@@ -43,12 +43,12 @@ from bench_person import PERSON, collection, person_cache, test_scores, without_
 from pipeline.adapt.cluster import Clustering, cluster_features, pseudo_label_quality
 from pipeline.adapt.rounds import adapt_model, pseudo_labels_path, round_dir, target_features
 from pipeline.adapt.target import target_images
-from pipeline.allocator import keep_freed_memory
+from pipeline.core.allocator import keep_freed_memory
 from pipeline.data.cache import open_split
-from pipeline.errors import DataError
-from pipeline.io_utils import write_json, write_text
-from pipeline.params import FoldDir
-from pipeline.sections import AdaptConfig, height_width
+from pipeline.core.errors import DataError
+from pipeline.core.io_utils import write_json, write_text
+from pipeline.core.params import FoldDir
+from pipeline.core.sections import AdaptConfig, height_width
 from pipeline.train.data import load_fold
 from pipeline.train.loop import fit
 from pipeline.train.recipe import Recipe, load_recipe

@@ -31,11 +31,11 @@ from pipeline.data.folds import make_folds  # noqa: E402
 from pipeline.data.transforms import AugmentConfig  # noqa: E402
 from pipeline.evaluate.metrics import competition_scores  # noqa: E402
 from pipeline.infer.tta import TTAConfig, extract_parts  # noqa: E402
-from pipeline.io_utils import write_csv  # noqa: E402
+from pipeline.core.io_utils import write_csv  # noqa: E402
 from pipeline.losses import LossConfig  # noqa: E402
 from pipeline.models import ModelConfig  # noqa: E402
 from pipeline.retrieval.local_rescore import candidate_local_distances  # noqa: E402
-from pipeline.sections import MutualConfig  # noqa: E402
+from pipeline.core.sections import MutualConfig  # noqa: E402
 from pipeline.train.data import FoldData, load_fold  # noqa: E402
 from pipeline.train.loop import fit  # noqa: E402
 from pipeline.train.mutual import fit_mutual  # noqa: E402

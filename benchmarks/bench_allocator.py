@@ -1,4 +1,4 @@
-"""Keeping freed memory (pipeline.allocator) against glibc's default, same run, same machine.
+"""Keeping freed memory (pipeline.core.allocator) against glibc's default, same run, same machine.
 
 Two workloads of the demo recipe on the CPU, each timed in fresh processes (the setting is
 process-wide), alternating default / kept so that a load change hits both:
@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 _WORKLOAD = """
 import json, resource, sys, time
 import torch
-from pipeline.allocator import keep_freed_memory
-from pipeline.compat import import_timm
+from pipeline.core.allocator import keep_freed_memory
+from pipeline.core.compat import import_timm
 mode, workload, steps, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 if mode == "kept":
     assert keep_freed_memory()
@@ -75,7 +75,7 @@ def main() -> None:
     import torch
 
     lines = [
-        "# Keeping freed memory (pipeline.allocator) against glibc's default",
+        "# Keeping freed memory (pipeline.core.allocator) against glibc's default",
         "",
         f"Command: `{' '.join(['python benchmarks/bench_allocator.py', *sys.argv[1:]])}`",
         "",

@@ -34,10 +34,10 @@ from pipeline.demo.check import nearest_sibling_accuracy, object_fraction
 from pipeline.demo.render import PART_FRACTION
 from pipeline.data.folds import make_folds
 from pipeline.data.transforms import AugmentConfig
-from pipeline.io_utils import write_csv, write_text
+from pipeline.core.io_utils import write_csv, write_text
 from pipeline.losses import LossConfig
 from pipeline.models import ModelConfig
-from pipeline.params import load_section
+from pipeline.core.params import load_section
 from pipeline.train.data import load_fold
 from pipeline.train.loop import fit
 from pipeline.train.recipe import Recipe, TrainConfig

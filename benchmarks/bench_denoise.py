@@ -28,8 +28,8 @@ from pipeline.demo.generate import DemoConfig, generate_demo
 from pipeline.denoise.dataset import denoise_dataset, estimate_noise
 from pipeline.data.images import read_image, write_image
 from pipeline.data.layout import SPLITS, read_split
-from pipeline.io_utils import write_text
-from pipeline.sections import DenoiseConfig
+from pipeline.core.io_utils import write_text
+from pipeline.core.sections import DenoiseConfig
 
 KINDS = ["none", "gaussian", "salt_pepper", "both"]
 PSNR_CAP = 60.0  # dB; identical images score the cap, so an untouched clean image changes by 0 dB

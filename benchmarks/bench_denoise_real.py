@@ -37,8 +37,8 @@ from pipeline.demo.noise import apply_noise
 from pipeline.denoise.dataset import estimate_noise, repair
 from pipeline.data.images import read_image
 from pipeline.data.layout import SPLITS, read_split
-from pipeline.io_utils import write_text
-from pipeline.sections import DenoiseConfig
+from pipeline.core.io_utils import write_text
+from pipeline.core.sections import DenoiseConfig
 
 SIGMA_RANGE = (5.0, 40.0)
 AMOUNT_RANGE = (0.01, 0.15)

@@ -42,9 +42,9 @@ from pipeline.data.rescale_pad import height_width
 from pipeline.data.torch_data import batch_tensor, normalize_batch
 from pipeline.export.onnx_export import export_embedding
 from pipeline.infer.onnx_engine import OnnxEmbedder, open_session
-from pipeline.io_utils import write_csv, write_text
+from pipeline.core.io_utils import write_csv, write_text
 from pipeline.train.data import load_fold
-from pipeline.sections import DistillConfig, ImageSize
+from pipeline.core.sections import DistillConfig, ImageSize
 from pipeline.distill.trainer import DistillTrainer
 from pipeline.train.loop import Trainer, fit
 from pipeline.train.recipe import Recipe, load_recipe

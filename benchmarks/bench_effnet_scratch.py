@@ -26,7 +26,7 @@ import torch
 from bench_tricks import demo_fold, run_one
 from machine import describe_machine
 
-from pipeline.io_utils import write_text
+from pipeline.core.io_utils import write_text
 from pipeline.train.recipe import Recipe, load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]

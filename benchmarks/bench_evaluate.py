@@ -22,7 +22,7 @@ import numpy as np
 from machine import describe_machine
 from pipeline.evaluate.metrics import competition_scores
 from pipeline.evaluate.reid import reid_metrics, reid_per_query, tar_at_far
-from pipeline.io_utils import write_text
+from pipeline.core.io_utils import write_text
 
 
 def clustered_features(n: int, labels: np.ndarray, centres: np.ndarray, noise: float, rng) -> np.ndarray:

@@ -39,9 +39,9 @@ from machine import describe_machine
 from pipeline.data.torch_data import normalize_batch
 from pipeline.infer.tta import extract_features, scale_batch, stack_views
 from pipeline.train.distributed import resolve_device
-from pipeline.io_utils import write_text
+from pipeline.core.io_utils import write_text
 from pipeline.models import ModelConfig, create_model
-from pipeline.sections import TTAConfig
+from pipeline.core.sections import TTAConfig
 
 RESULTS = Path(__file__).parent / "results" / "bench_extract.md"
 MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, what the timm backbones expect

@@ -33,7 +33,7 @@ from pipeline.export.check import compare_embeddings
 from pipeline.export.onnx_export import EmbeddingGraph, export_embedding
 from pipeline.infer.onnx_engine import OnnxEmbedder, open_session
 from pipeline.data.torch_data import batch_tensor, normalize_batch
-from pipeline.io_utils import write_text
+from pipeline.core.io_utils import write_text
 from pipeline.models import create_model, input_normalisation
 from pipeline.train.recipe import load_recipe
 

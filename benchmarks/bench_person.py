@@ -36,14 +36,14 @@ import yaml
 from fuse_significance import single_shot_gallery
 from machine import describe_machine
 
-from pipeline.allocator import keep_freed_memory
-from pipeline.config import from_mapping
+from pipeline.core.allocator import keep_freed_memory
+from pipeline.core.config import from_mapping
 from pipeline.data.cache import build_cache, open_split
 from pipeline.data.folds import make_folds
 from pipeline.evaluate.reid import reid_metrics
 from pipeline.infer.tta import extract_features
-from pipeline.io_utils import write_csv, write_json, write_text
-from pipeline.sections import TTAConfig, height_width
+from pipeline.core.io_utils import write_csv, write_json, write_text
+from pipeline.core.sections import TTAConfig, height_width
 from pipeline.train.data import FoldData, load_fold
 from pipeline.train.loop import fit
 from pipeline.train.recipe import Recipe, read_recipe

@@ -29,7 +29,7 @@ from pipeline.data.cache import build_cache, default_workers, open_split
 from pipeline.data.images import read_image, write_image
 from pipeline.data.layout import SPLITS, load_dataset, write_split
 from pipeline.data.rescale_pad import rescale_pad
-from pipeline.io_utils import write_text
+from pipeline.core.io_utils import write_text
 
 RESULTS = Path(__file__).parent / "results" / "bench_preprocess.md"
 

@@ -32,9 +32,9 @@ from pipeline.data.cache import open_split
 from pipeline.evaluate.metrics import competition_scores
 from pipeline.infer.tta import average_fold_features, extract_features
 from pipeline.models import ModelConfig, create_model, input_normalisation
-from pipeline.params import StageParams
+from pipeline.core.params import StageParams
 from pipeline.train.trained import load_trained_model
-from pipeline.sections import RerankConfig, TTAConfig
+from pipeline.core.sections import RerankConfig, TTAConfig
 from pipeline.retrieval.retrieve import retrieve
 
 RESULTS = Path(__file__).parent / "results" / "bench_pretrained_features.md"

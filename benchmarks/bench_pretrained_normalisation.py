@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from machine import describe_machine
-from pipeline.compat import import_timm
+from pipeline.core.compat import import_timm
 from pipeline.models.pretrained import load_package_weights
 
 GROCERY = Path(__file__).resolve().parents[2] / "shared" / "data" / "grocery"

@@ -120,7 +120,7 @@ def main() -> None:
         f"--repeats {args.repeats}`",
         "",
     ])
-    from pipeline.io_utils import write_text
+    from pipeline.core.io_utils import write_text
 
     write_text(args.output, text)
 

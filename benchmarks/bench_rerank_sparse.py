@@ -79,7 +79,7 @@ def main() -> None:
         "Reproduce: `.venv/bin/python benchmarks/bench_rerank_sparse.py`",
         "",
     ])
-    from pipeline.io_utils import write_text
+    from pipeline.core.io_utils import write_text
 
     write_text(args.output, text)
 

@@ -32,10 +32,10 @@ from bench_person import person_cache, variant_recipe
 from bench_tricks import demo_fold
 from machine import describe_machine
 from pipeline.data.torch_data import normalize_batch
-from pipeline.config import from_mapping
-from pipeline.io_utils import write_text
+from pipeline.core.config import from_mapping
+from pipeline.core.io_utils import write_text
 from pipeline.train.distributed import DistInfo
-from pipeline.sections import height_width
+from pipeline.core.sections import height_width
 from pipeline.train.data import load_fold
 from pipeline.train.loop import Trainer
 from pipeline.train.recipe import Recipe, load_recipe, read_recipe

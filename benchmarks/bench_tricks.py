@@ -37,12 +37,12 @@ import torch
 from machine import describe_machine
 from tqdm import tqdm
 
-from pipeline.allocator import keep_freed_memory
+from pipeline.core.allocator import keep_freed_memory
 from pipeline.data.cache import build_cache, open_split
 from pipeline.demo.generate import DemoConfig, generate_demo
 from pipeline.data.folds import make_folds
 from pipeline.data.transforms import AugmentConfig
-from pipeline.io_utils import atomic_path, write_csv, write_json, write_text
+from pipeline.core.io_utils import atomic_path, write_csv, write_json, write_text
 from pipeline.losses import LossConfig
 from pipeline.models import ModelConfig
 from pipeline.train.data import FoldData, load_fold
@@ -185,7 +185,7 @@ def run_one(
     suite) the last weights are kept there for a second stage, which ``init`` starts from,
     and the scores are those of the dataset's own query/gallery split instead."""
     torch.set_num_threads(1)  # one thread per process: 2 threads on 2 shared cores ran ~10x slower
-    keep_freed_memory()  # as every stage does (pipeline.allocator): a training step 1.33x faster
+    keep_freed_memory()  # as every stage does (pipeline.core.allocator): a training step 1.33x faster
     data = demo_fold(work, input_size, fold, dataset)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:

@@ -38,8 +38,8 @@ from pipeline.evaluate.metrics import competition_scores
 from pipeline.evaluate.reid import reid_metrics
 from pipeline.infer.extract import foreground_masks
 from pipeline.infer.tta import extract_features
-from pipeline.sections import TTAConfig
-from pipeline.params import load_section
+from pipeline.core.sections import TTAConfig
+from pipeline.core.params import load_section
 from pipeline.retrieval.search import pairwise_distance, rank_from_distance
 from pipeline.train.data import FoldData
 from pipeline.train.loop import fit

@@ -32,11 +32,11 @@ import yaml
 from machine import describe_machine
 
 from pipeline.retrieval.candidates import load_candidate_sets
-from pipeline.config import read_yaml
+from pipeline.core.config import read_yaml
 from pipeline.data.cache import open_split
 from pipeline.evaluate.metrics import competition_per_query
 from pipeline.evaluate.submission import read_submission
-from pipeline.io_utils import write_text
+from pipeline.core.io_utils import write_text
 
 SOURCES = ("auto", "reranked", "raw")
 K = 10

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.compat import import_timm
+from pipeline.core.compat import import_timm
 from pipeline.data.cache import open_split
 from pipeline.evaluate.metrics import competition_scores
 

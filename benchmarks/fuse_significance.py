@@ -43,8 +43,8 @@ from pipeline.data.folds import read_folds  # noqa: E402
 from pipeline.data.layout import read_split  # noqa: E402
 from pipeline.evaluate.metrics import competition_per_query  # noqa: E402
 from pipeline.infer.store import FeatureSet, ModelFeatures, load_features  # noqa: E402
-from pipeline.io_utils import write_text  # noqa: E402
-from pipeline.params import StageParams  # noqa: E402
+from pipeline.core.io_utils import write_text  # noqa: E402
+from pipeline.core.params import StageParams  # noqa: E402
 from pipeline.retrieval.candidates import CandidateLists  # noqa: E402
 
 K = 10

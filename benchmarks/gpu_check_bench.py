@@ -422,7 +422,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{item.label}: {item.result['status']} ({item.result.get('wall_s', 0):.1f} s)", flush=True)
         command = "python benchmarks/gpu_check_bench.py" + (" --dry-run" if args.dry_run else "") + f" --budget {args.budget:g}"
         text = report(items, scratch, args.dry_run, describe(), command)
-    from pipeline.io_utils import write_text
+    from pipeline.core.io_utils import write_text
 
     write_text(args.out / "gpu_check_bench.md", text)
     print(text)

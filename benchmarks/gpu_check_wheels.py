@@ -128,7 +128,7 @@ def probe() -> dict[str, str]:
         import stages.demo, stages.denoise, stages.folds, stages.preprocess, stages.train  # noqa: E401, F401
         from dvclive import Live
 
-        from pipeline.compat import import_timm
+        from pipeline.core.compat import import_timm
         from pipeline.retrieval.search import _faiss
 
         import_timm()

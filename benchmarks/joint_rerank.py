@@ -32,8 +32,8 @@ from pipeline.chain.model_inputs import ModelInputs
 from pipeline.chain.rerank_step import rerank_options
 from pipeline.data.cache import open_split
 from pipeline.evaluate.metrics import competition_per_query
-from pipeline.io_utils import write_text
-from pipeline.params import StageParams
+from pipeline.core.io_utils import write_text
+from pipeline.core.params import StageParams
 
 
 def main() -> None:

@@ -32,8 +32,8 @@ from pipeline.chain.rerank_step import model_candidates, rerank_options
 from pipeline.data.cache import open_split
 from pipeline.evaluate.metrics import competition_per_query
 from pipeline.infer.store import ModelFeatures
-from pipeline.io_utils import write_text
-from pipeline.params import StageParams
+from pipeline.core.io_utils import write_text
+from pipeline.core.params import StageParams
 
 K = 10
 COMMAND = "nice -n 10 env OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/oof_distractors.py --repo <chain copy>"

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from pipeline.models.factory import create_model, input_normalisation
-from pipeline.params import StageParams
+from pipeline.core.params import StageParams
 from pipeline.train.data import load_fold
 from pipeline.train.fold_score import validation_scores
 from pipeline.train.recipe import load_recipe

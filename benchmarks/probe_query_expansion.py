@@ -19,7 +19,7 @@ from pipeline.chain.fuse_run import fuse_models
 from pipeline.chain.model_inputs import ModelInputs
 from pipeline.chain.rerank_step import rerank_model, rerank_options
 from pipeline.data.cache import open_split
-from pipeline.params import StageParams
+from pipeline.core.params import StageParams
 
 
 def main() -> None:

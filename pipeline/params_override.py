@@ -19,10 +19,10 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from pipeline.cli import run_stage
-from pipeline.config import read_yaml
-from pipeline.errors import ConfigError
-from pipeline.io_utils import write_text
+from pipeline.core.cli import run_stage
+from pipeline.core.config import read_yaml
+from pipeline.core.errors import ConfigError
+from pipeline.core.io_utils import write_text
 
 
 def merge_overrides(base: MutableMapping[str, Any], overrides: MutableMapping[str, Any], source: str, prefix: str = "") -> None:

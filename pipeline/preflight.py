@@ -18,11 +18,11 @@ import difflib
 from pathlib import Path
 
 from pipeline.chain.fuse_step import configured_weights
-from pipeline.config import read_yaml
+from pipeline.core.config import read_yaml
 from pipeline.data.layout import read_split, split_path
-from pipeline.errors import ConfigError
-from pipeline.params import StageParams
-from pipeline.sections import check_pair_models, rerank_neighbours
+from pipeline.core.errors import ConfigError
+from pipeline.core.params import StageParams
+from pipeline.core.sections import check_pair_models, rerank_neighbours
 from pipeline.train.recipe import load_recipe
 
 OTHER_SECTIONS = ("demo",)  # read by a stage outside StageParams (pipeline/demo/generate.py)

@@ -16,10 +16,10 @@ import torch
 
 from pipeline.adapt.rounds import adapt_model
 from pipeline.adapt.target import target_images
-from pipeline.cli import run_stage, stage_parser
-from pipeline.errors import ConfigError
-from pipeline.io_utils import write_json
-from pipeline.params import StageParams
+from pipeline.core.cli import run_stage, stage_parser
+from pipeline.core.errors import ConfigError
+from pipeline.core.io_utils import write_json
+from pipeline.core.params import StageParams
 from pipeline.train.distributed import init_distributed
 
 log = logging.getLogger("adapt")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.cli import run_stage, stage_parser
-from pipeline.io_utils import write_text
-from pipeline.params import StageParams
+from pipeline.core.cli import run_stage, stage_parser
+from pipeline.core.io_utils import write_text
+from pipeline.core.params import StageParams
 from pipeline.preflight import check_chain
 
 PASSED = "the params, the recipes and the dataset's tables passed the chain's checks\n"

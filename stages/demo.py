@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline.cli import run_stage, stage_parser
+from pipeline.core.cli import run_stage, stage_parser
 from pipeline.demo.generate import DemoConfig, generate_demo
-from pipeline.params import load_section
+from pipeline.core.params import load_section
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pipeline.cli import run_stage, stage_parser
+from pipeline.core.cli import run_stage, stage_parser
 from pipeline.denoise.dataset import NOT_EXAMINED, denoise_dataset
 from pipeline.data.self_match import read_self_matches
-from pipeline.params import StageParams
+from pipeline.core.params import StageParams
 
 log = logging.getLogger("denoise")
 WARNINGS_SHOWN = 10  # decode warnings logged one by one; report.csv lists them all

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from pipeline.cli import run_stage, stage_parser
-from pipeline.errors import ConfigError
-from pipeline.params import StageParams, fold_dir
+from pipeline.core.cli import run_stage, stage_parser
+from pipeline.core.errors import ConfigError
+from pipeline.core.params import StageParams, fold_dir
 from pipeline.train.data import load_fold
 from pipeline.distill.trainer import DistillTrainer
 from pipeline.train.distributed import init_distributed

@@ -10,12 +10,12 @@ import logging
 
 import numpy as np
 
-from pipeline.cli import run_stage, stage_parser
-from pipeline.errors import DataError
+from pipeline.core.cli import run_stage, stage_parser
+from pipeline.core.errors import DataError
 from pipeline.evaluate.duplicates import classifier_rows, duplicate_groups, merge_table
 from pipeline.evaluate.sheets import render_sheet
-from pipeline.io_utils import atomic_dir
-from pipeline.params import StageParams
+from pipeline.core.io_utils import atomic_dir
+from pipeline.core.params import StageParams
 from pipeline.train.data import load_fold
 
 log = logging.getLogger("duplicates")

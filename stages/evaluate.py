@@ -9,11 +9,11 @@ from pipeline.chain.evaluate_run import RankListImages, score_models, score_subm
 from pipeline.chain.evaluate_step import Truth, score_lists
 from pipeline.chain.fuse_choice import chosen_options
 from pipeline.chain.model_inputs import ModelInputs
-from pipeline.cli import run_stage, stage_parser
+from pipeline.core.cli import run_stage, stage_parser
 from pipeline.data.cache import open_split
 from pipeline.data.self_match import recorded_pairs
 from pipeline.evaluate.submission import read_submission
-from pipeline.params import StageParams
+from pipeline.core.params import StageParams
 from pipeline.retrieval.candidates import load_candidate_sets
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from pipeline.cli import run_stage, stage_parser
+from pipeline.core.cli import run_stage, stage_parser
 from pipeline.data.cache import open_split
 from pipeline.data.folds import read_folds
 from pipeline.infer.engine import fold_models, load_fold_model
 from pipeline.infer.extract import extract_model
 from pipeline.infer.store import save_features
-from pipeline.params import StageParams
+from pipeline.core.params import StageParams
 from pipeline.train.distributed import resolve_device
 
 

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from pipeline.cli import run_stage, stage_parser
+from pipeline.core.cli import run_stage, stage_parser
 from pipeline.data.folds import make_folds
 from pipeline.data.label_merge import apply_label_merge, read_label_merge
 from pipeline.data.layout import read_split, split_path
-from pipeline.io_utils import write_csv
-from pipeline.params import StageParams
+from pipeline.core.io_utils import write_csv
+from pipeline.core.params import StageParams
 
 
 def main(argv: list[str] | None = None) -> None:

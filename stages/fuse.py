@@ -12,9 +12,9 @@ from __future__ import annotations
 from pipeline.chain.fuse_run import fuse_models
 from pipeline.chain.model_inputs import ModelInputs
 from pipeline.chain.rerank_step import rerank_options, with_plain_views
-from pipeline.cli import run_stage, stage_parser
-from pipeline.io_utils import write_json
-from pipeline.params import StageParams
+from pipeline.core.cli import run_stage, stage_parser
+from pipeline.core.io_utils import write_json
+from pipeline.core.params import StageParams
 from pipeline.retrieval.candidates import save_candidate_sets
 
 

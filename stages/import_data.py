@@ -12,7 +12,7 @@ import argparse
 from functools import partial
 from pathlib import Path
 
-from pipeline.cli import run_stage
+from pipeline.core.cli import run_stage
 from pipeline.data.importers import (
     import_cuhk03_np,
     import_digix,

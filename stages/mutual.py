@@ -11,10 +11,10 @@ import logging
 
 import torch
 
-from pipeline.cli import run_stage, stage_parser
-from pipeline.errors import ConfigError
-from pipeline.params import StageParams
-from pipeline.sections import check_pair_models, split_pair
+from pipeline.core.cli import run_stage, stage_parser
+from pipeline.core.errors import ConfigError
+from pipeline.core.params import StageParams
+from pipeline.core.sections import check_pair_models, split_pair
 from pipeline.train.data import load_fold
 from pipeline.train.distributed import init_distributed
 from pipeline.train.mutual import fit_mutual

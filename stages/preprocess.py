@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline.cli import run_stage, stage_parser
+from pipeline.core.cli import run_stage, stage_parser
 from pipeline.data.cache import build_cache
-from pipeline.params import StageParams
+from pipeline.core.params import StageParams
 
 
 def main(argv: list[str] | None = None) -> None:

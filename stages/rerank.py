@@ -4,10 +4,10 @@ the held-out sets in the shape fuse.tuning_shape asks for: pipeline/chain/tuning
 from __future__ import annotations
 
 from pipeline.chain.rerank_step import stage_lists
-from pipeline.cli import run_stage, stage_parser
+from pipeline.core.cli import run_stage, stage_parser
 from pipeline.data.folds import read_folds
 from pipeline.infer.store import load_features
-from pipeline.params import StageParams
+from pipeline.core.params import StageParams
 from pipeline.retrieval.candidates import save_candidate_sets
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pipeline.cli import run_stage, stage_parser
+from pipeline.core.cli import run_stage, stage_parser
 from pipeline.data.layout import read_split, split_path
 from pipeline.data.self_match import recorded_pairs
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.evaluate.submission import write_submission
-from pipeline.params import StageParams
+from pipeline.core.params import StageParams
 from pipeline.retrieval.candidates import load_candidate_sets
 
 

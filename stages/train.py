@@ -10,9 +10,9 @@ import logging
 
 import torch
 
-from pipeline.cli import run_stage, stage_parser
-from pipeline.errors import ConfigError
-from pipeline.params import StageParams
+from pipeline.core.cli import run_stage, stage_parser
+from pipeline.core.errors import ConfigError
+from pipeline.core.params import StageParams
 from pipeline.train.data import load_fold
 from pipeline.train.distributed import init_distributed
 from pipeline.train.loop import fit

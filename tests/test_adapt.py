@@ -23,10 +23,10 @@ from pipeline.adapt.rounds import AdaptTrainer, adapt_model, pseudo_labels_path,
 from pipeline.adapt.target import target_images
 from pipeline.data.images import write_image
 from pipeline.data.rescale_pad import rescale_pad
-from pipeline.errors import ConfigError, DataError
-from pipeline.params import FoldDir, StageParams
+from pipeline.core.errors import ConfigError, DataError
+from pipeline.core.params import FoldDir, StageParams
 from pipeline.retrieval.rerank import jaccard_distance
-from pipeline.sections import AdaptConfig
+from pipeline.core.sections import AdaptConfig
 from pipeline.train import load_trained_model
 from pipeline.train.data import FoldData
 from pipeline.train.distributed import DistInfo

@@ -16,7 +16,7 @@ import pytest
 from pipeline.data.cache import open_split
 from pipeline.infer.store import load_features
 from pipeline.infer.tta import extract_features
-from pipeline.params import StageParams
+from pipeline.core.params import StageParams
 from pipeline.train import load_trained_model
 from test_e2e_dvc import COPIED, ROOT, run, tiny_project
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.losses import LossConfig, ReIDCriterion
 from pipeline.losses.aligned_triplet import AlignedLocalTripletLoss
 from pipeline.retrieval.aligned import aligned_distance, element_distances, shortest_path
@@ -192,7 +192,7 @@ def test_recipe_with_a_local_loss_but_no_local_branch_names_both_keys(tmp_path):
 
 def test_global_plus_local_retrieval_without_local_features_is_a_clear_error():
     from pipeline.chain.rerank_step import RerankStageConfig, model_candidates
-    from pipeline.errors import DataError
+    from pipeline.core.errors import DataError
     from pipeline.infer.store import FeatureSet
 
     rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""pipeline.allocator: freed memory is reused instead of faulted in again (glibc only)."""
+"""pipeline.core.allocator: freed memory is reused instead of faulted in again (glibc only)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pipeline.allocator import MMAP_THRESHOLD_BYTES
+from pipeline.core.allocator import MMAP_THRESHOLD_BYTES
 
 # A batch loop in miniature: each round allocates and fills two tensors (100 and 50 MiB), then
 # frees them; the probe prints the minor page faults of the last three of sixteen rounds. Kept
@@ -19,7 +19,7 @@ PROBE = """
 import resource, sys
 import torch
 if sys.argv[1] == "keep":
-    from pipeline.allocator import keep_freed_memory
+    from pipeline.core.allocator import keep_freed_memory
     assert keep_freed_memory()
 def faults_of_one_round(n_bytes):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

@@ -14,9 +14,9 @@ from pipeline.data.cache import build_cache, open_split
 from pipeline.data.images import read_image, write_image
 from pipeline.data.layout import SPLITS, write_split
 from pipeline.data.rescale_pad import rescale_pad
-from pipeline.errors import ConfigError, DataError
-from pipeline.params import load_section
-from pipeline.sections import PreprocessConfig
+from pipeline.core.errors import ConfigError, DataError
+from pipeline.core.params import load_section
+from pipeline.core.sections import PreprocessConfig
 
 REPO = Path(__file__).resolve().parents[1]
 

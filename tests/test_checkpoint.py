@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 from pipeline.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 

@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGE = """
 import logging
 from tqdm import tqdm
-from pipeline.cli import run_stage
-from pipeline.errors import DataError
+from pipeline.core.cli import run_stage
+from pipeline.core.errors import DataError
 
 def main(argv=None):
     bar = tqdm(total=10, desc="denoise")  # left open when the error strikes, as in a worker pool

@@ -3,9 +3,9 @@ from typing import Literal
 
 import pytest
 
-from pipeline.config import from_mapping, read_yaml
-from pipeline.errors import ConfigError
-from pipeline.params import load_section
+from pipeline.core.config import from_mapping, read_yaml
+from pipeline.core.errors import ConfigError
+from pipeline.core.params import load_section
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from PIL import Image
 from pipeline.data.images import decode_warnings, read_image
 from pipeline.data.layout import write_split
 from pipeline.denoise.dataset import NOT_EXAMINED, REPORT_COLUMNS, denoise_dataset
-from pipeline.errors import DataError
-from pipeline.sections import DenoiseConfig
+from pipeline.core.errors import DataError
+from pipeline.core.sections import DenoiseConfig
 
 
 def _photo(seed: int = 0, size: tuple[int, int] = (96, 128)) -> np.ndarray:

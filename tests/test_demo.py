@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.config import from_mapping
+from pipeline.core.config import from_mapping
 from pipeline.demo.generate import DemoConfig, generate_demo
 from pipeline.demo.noise import add_gaussian_noise, add_salt_pepper_noise, apply_noise
 from pipeline.demo.check import nearest_sibling_accuracy, object_fraction
 from pipeline.demo.render import CODE_SHAPE, MAX_FAMILY_SIZE, family_codes, make_family, render_identity
 from pipeline.data.images import read_image
 from pipeline.data.layout import load_dataset
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 

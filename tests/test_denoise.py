@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.config import from_mapping
+from pipeline.core.config import from_mapping
 from pipeline.demo.noise import apply_noise
 from pipeline.denoise.dataset import REPORT_COLUMNS, denoise_dataset, estimate_noise, repair
 from pipeline.data.images import read_image, write_image
 from pipeline.denoise.estimate import impulse_mask, impulse_share
 from pipeline.denoise.repair import fill_impulses
-from pipeline.errors import ConfigError, DataError
-from pipeline.sections import DenoiseConfig
+from pipeline.core.errors import ConfigError, DataError
+from pipeline.core.sections import DenoiseConfig
 
 SIZE = 96
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.errors import ConfigError, DataError
-from pipeline.config import from_mapping
+from pipeline.core.errors import ConfigError, DataError
+from pipeline.core.config import from_mapping
 from pipeline.losses.distill import (
     cosine_similarities,
     js_distill,
@@ -24,7 +24,7 @@ from pipeline.losses.distill import (
     similarity_matching,
 )
 from pipeline.models import ModelConfig
-from pipeline.sections import DistillConfig
+from pipeline.core.sections import DistillConfig
 from pipeline.distill.trainer import DistillTrainer
 from pipeline.train.distributed import DistInfo
 from test_train_loop import Killed, assert_same, run, tiny_data, tiny_recipe, weights

@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.train.distributed import DistInfo, all_finite, average_gradients, barrier, init_distributed, resolve_device, wrap_model
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.data.folds import make_folds
 from pipeline.data.label_merge import apply_label_merge, read_label_merge
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 from pipeline.evaluate.duplicates import duplicate_groups, merge_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,7 +120,7 @@ def test_stage_maps_rows_to_the_fold_labels_and_writes_the_report(tmp_path):
     import torch
 
     from pipeline.data.layout import write_split
-    from pipeline.io_utils import write_csv
+    from pipeline.core.io_utils import write_csv
     from stages.duplicates import main
 
     names = [f"p{i:02d}" for i in range(12)]
@@ -164,9 +164,9 @@ def test_stage_maps_rows_to_the_fold_labels_and_writes_the_report(tmp_path):
 def test_unset_model_and_fold_follow_the_chain_and_a_stray_one_names_its_key(tmp_path):
     """A chain whose train.models shares no name with the defaults: the stage takes its first
     model and fold; a model or fold the chain does not train is a params error, not a missing file."""
-    from pipeline.errors import ConfigError
-    from pipeline.params import StageParams
-    from pipeline.sections import DuplicatesConfig
+    from pipeline.core.errors import ConfigError
+    from pipeline.core.params import StageParams
+    from pipeline.core.sections import DuplicatesConfig
 
     params = tmp_path / "params.yaml"
     params.write_text("train: {models: [person_a, person_b], folds: [2, 0]}\nduplicates: {}\n", encoding="utf-8")

@@ -19,7 +19,7 @@ from pipeline.data.layout import read_split
 from pipeline.data.cache import open_split
 from pipeline.infer.store import load_features
 from pipeline.infer.tta import average_fold_features, extract_features
-from pipeline.sections import TTAConfig
+from pipeline.core.sections import TTAConfig
 from pipeline.train import load_trained_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ import torch
 from pipeline.infer.engine import fold_models, load_fold_model, resolve_engine
 from pipeline.infer.onnx_engine import OnnxEmbedder
 from pipeline.models import ReIDModel
-from pipeline.sections import ExportConfig, ExtractConfig
+from pipeline.core.sections import ExportConfig, ExtractConfig
 from test_export import images, write_checkpoint
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")

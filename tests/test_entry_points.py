@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.cli import run_stage
+from pipeline.core.cli import run_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 

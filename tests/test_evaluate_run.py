@@ -14,7 +14,7 @@ from pipeline.chain.evaluate_step import Truth, draw_ranklists, score_centroids,
 from pipeline.chain.model_inputs import ModelInputs
 from pipeline.infer.store import FeatureSet, ModelFeatures
 from pipeline.retrieval.candidates import CandidateLists
-from pipeline.sections import EvaluateConfig
+from pipeline.core.sections import EvaluateConfig
 
 # Two queries (labels a, b), three gallery images (a, b, a).
 TRUTH = Truth(pd.DataFrame({"image": ["q0.jpg", "q1.jpg"], "label": ["a", "b"]}),

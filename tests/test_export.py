@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 from pipeline.export import folds as export_folds_module
 from pipeline.export.folds import export_folds
 from pipeline.infer.onnx_engine import load_onnx_model
 from pipeline.infer.tta import TTAConfig, extract_features
 from pipeline.models import ModelConfig, create_model
-from pipeline.params import StageParams
-from pipeline.sections import ExportConfig
+from pipeline.core.params import StageParams
+from pipeline.core.sections import ExportConfig
 from pipeline.train.recipe import Recipe, TrainConfig
 from pipeline.train.checkpoint import save_checkpoint
 

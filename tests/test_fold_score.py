@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.infer.tta import extract_features
-from pipeline.sections import TTAConfig
+from pipeline.core.sections import TTAConfig
 from pipeline.train.fold_score import validation_scores
 
 

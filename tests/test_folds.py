@@ -12,9 +12,9 @@ import pytest
 
 from pipeline.data.folds import fold_indices, make_folds, queries_per_identity, read_folds
 from pipeline.data.layout import write_split
-from pipeline.errors import ConfigError, DataError
-from pipeline.params import load_section
-from pipeline.sections import FoldsConfig
+from pipeline.core.errors import ConfigError, DataError
+from pipeline.core.params import load_section
+from pipeline.core.sections import FoldsConfig
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.config import from_mapping
-from pipeline.errors import ConfigError
+from pipeline.core.config import from_mapping
+from pipeline.core.errors import ConfigError
 from pipeline.evaluate.sheets import dim_outside
 from pipeline.infer.extract import foreground_masks
 from pipeline.infer.foreground import activation_mask, embed_foreground
 from pipeline.infer.store import FeatureSet, ModelFeatures, load_features, save_features
 from pipeline.infer.tta import extract_features
-from pipeline.sections import ExtractConfig, TTAConfig
+from pipeline.core.sections import ExtractConfig, TTAConfig
 from pipeline.models import ModelConfig, create_model
 from pipeline.models.pooling import GeM, create_pooling
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.losses import LossConfig, ReIDCriterion
 from pipeline.models import ModelConfig, create_model, freeze_stages, unfreeze
 from pipeline.models.freeze import stage_parameter_names

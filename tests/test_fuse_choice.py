@@ -20,10 +20,10 @@ from pipeline.chain.fuse_choice import (
 )
 from pipeline.chain.fuse_step import fuse_lists, pooled_score, tune_weights_on_folds
 from pipeline.chain.rerank_step import rerank_model, rerank_options
-from pipeline.config import from_mapping
-from pipeline.errors import ConfigError, DataError
+from pipeline.core.config import from_mapping
+from pipeline.core.errors import ConfigError, DataError
 from pipeline.infer.store import FeatureSet, ModelFeatures
-from pipeline.sections import FuseConfig, RerankStageConfig
+from pipeline.core.sections import FuseConfig, RerankStageConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from reference_rerank import euclidean_distances, re_ranking  # noqa: E402

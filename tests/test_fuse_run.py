@@ -11,10 +11,10 @@ import pytest
 from pipeline.chain.fuse_run import fuse_models, oof_folds
 from pipeline.chain.model_inputs import ModelInputs
 from pipeline.chain.rerank_step import rerank_options
-from pipeline.errors import ConfigError, DataError
+from pipeline.core.errors import ConfigError, DataError
 from pipeline.infer.store import FeatureSet, ModelFeatures
 from pipeline.retrieval.candidates import CandidateLists
-from pipeline.sections import FuseConfig, RerankStageConfig
+from pipeline.core.sections import FuseConfig, RerankStageConfig
 
 OPTIONS = rerank_options(RerankStageConfig(enabled=False))  # raw, reranked
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from pipeline.data.folds import fold_indices, make_folds
 from pipeline.infer.store import FeatureSet, ModelFeatures, save_features
-from pipeline.io_utils import write_csv
+from pipeline.core.io_utils import write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))

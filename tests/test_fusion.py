@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.errors import ConfigError, DataError
+from pipeline.core.errors import ConfigError, DataError
 from pipeline.retrieval.candidates import CandidateLists
 from pipeline.retrieval.fusion import fuse_candidate_lists, rank_voting, simplex_grid, tune_weights
 

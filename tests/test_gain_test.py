@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.chain.gain_test import choose_option, paired_gain
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 
 
 def test_paired_gain_is_the_mean_difference_and_its_standard_error():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch.distributed as dist
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.retrieval import backend
 from pipeline.train.distributed import DistInfo, init_distributed
 from test_train_loop import assert_same, run, tiny_recipe, weights

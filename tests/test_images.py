@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from pipeline.data.images import read_image, write_image
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 
 
 def _rng_image(h: int = 24, w: int = 32, seed: int = 0) -> np.ndarray:

@@ -24,7 +24,7 @@ from pipeline.data.importers import (
     import_pid_cam,
 )
 from pipeline.data.layout import load_dataset
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 

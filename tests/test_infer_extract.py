@@ -11,7 +11,7 @@ import torch
 from pipeline.data.folds import fold_indices, make_folds
 from pipeline.infer import extract
 from pipeline.infer.tta import average_fold_features
-from pipeline.sections import ExtractConfig
+from pipeline.core.sections import ExtractConfig
 
 
 class ChannelMeans(torch.nn.Module):

@@ -4,7 +4,7 @@ import stat
 import pandas as pd
 import pytest
 
-from pipeline.io_utils import atomic_dir, atomic_path, write_csv, write_json
+from pipeline.core.io_utils import atomic_dir, atomic_path, write_csv, write_json
 
 
 def test_atomic_path_leaves_nothing_when_the_block_fails(tmp_path):
@@ -67,8 +67,8 @@ def test_outputs_get_the_usual_modes_not_owner_only(tmp_path):
 
 
 def test_read_text_errors_name_the_file(tmp_path):
-    from pipeline.errors import DataError
-    from pipeline.io_utils import read_text
+    from pipeline.core.errors import DataError
+    from pipeline.core.io_utils import read_text
 
     with pytest.raises(DataError, match="missing.txt: file not found"):
         read_text(tmp_path / "missing.txt")
@@ -93,7 +93,7 @@ def _killed_writer(tmp_path, code: str) -> None:
 
 def test_the_next_write_removes_temporaries_left_by_a_killed_run(tmp_path):
     out = tmp_path / "out"
-    _killed_writer(tmp_path, "import time; from pipeline.io_utils import atomic_dir\n"
+    _killed_writer(tmp_path, "import time; from pipeline.core.io_utils import atomic_dir\n"
                              "with atomic_dir('out/cache') as t:\n (t / 'big.npy').write_bytes(b'x' * 1000); print('ready', flush=True); time.sleep(60)")
     (cache_tmp,) = out.iterdir()  # what a kill leaves behind
     assert cache_tmp.name.startswith(".cache.") and cache_tmp.name.endswith(".tmp")
@@ -103,7 +103,7 @@ def test_the_next_write_removes_temporaries_left_by_a_killed_run(tmp_path):
     live.write_text("in progress")
     (out / ".notes.tmp").write_text("not ours")
     # The next process that writes there sweeps the dead writers' leftovers, then is killed too.
-    _killed_writer(tmp_path, "import time; from pipeline.io_utils import atomic_path\n"
+    _killed_writer(tmp_path, "import time; from pipeline.core.io_utils import atomic_path\n"
                              "with atomic_path('out/last.pt') as t:\n t.write_bytes(b'x'); print('ready', flush=True); time.sleep(60)")
     (checkpoint_tmp,) = (p for p in out.iterdir() if p.name.startswith(".last.pt."))
     assert sorted(p.name for p in out.iterdir()) == sorted([".notes.tmp", live.name, checkpoint_tmp.name])

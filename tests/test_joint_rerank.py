@@ -16,10 +16,10 @@ from pipeline.chain.model_inputs import ModelInputs
 from pipeline.chain.fuse_step import oof_labels
 from pipeline.chain.rerank_step import rerank_model, rerank_options
 from pipeline.data.folds import read_folds
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 from pipeline.infer.store import FeatureSet, ModelFeatures
 from pipeline.retrieval.candidates import CandidateLists
-from pipeline.sections import FuseConfig, RerankStageConfig
+from pipeline.core.sections import FuseConfig, RerankStageConfig
 
 PLAIN = RerankStageConfig(enabled=False)  # options raw and reranked, both plain cosine
 IDENTITIES = "abcd"

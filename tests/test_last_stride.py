@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.compat import import_timm
-from pipeline.errors import ConfigError
+from pipeline.core.compat import import_timm
+from pipeline.core.errors import ConfigError
 from pipeline.models import ModelConfig, create_model
 from pipeline.models.last_stride import set_last_stride_one
 from pipeline.models.pretrained import load_package_weights

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from pipeline.data.layout import SPLITS, Dataset, csv_line, load_dataset, read_split, write_split
-from pipeline.params import load_section
-from pipeline.errors import ConfigError, DataError
-from pipeline.sections import DatasetConfig
+from pipeline.core.params import load_section
+from pipeline.core.errors import ConfigError, DataError
+from pipeline.core.sections import DatasetConfig
 
 
 def _touch(root: Path, *names: str) -> None:

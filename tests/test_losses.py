@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from pipeline.config import from_mapping
-from pipeline.errors import ConfigError
+from pipeline.core.config import from_mapping
+from pipeline.core.errors import ConfigError
 from pipeline.losses import BatchHardTripletLoss, CenterLoss, CentroidTripletLoss, LossConfig, ReIDCriterion
 from pipeline.losses.centroid_triplet import centroid_distances
 from pipeline.models import ModelOutput

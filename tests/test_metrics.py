@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 from pipeline.evaluate.metrics import competition_per_query, competition_scores, metrics_table, write_metrics
 
 

@@ -2,10 +2,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from pipeline.config import from_mapping
-from pipeline.errors import ConfigError
+from pipeline.core.config import from_mapping
+from pipeline.core.errors import ConfigError
 from pipeline.models import ModelConfig, ModelOutput, create_model
-from pipeline.compat import import_timm
+from pipeline.core.compat import import_timm
 from pipeline.models.backbone import create_backbone, zero_init_residual_branches
 
 BACKBONE = "test_efficientnet"  # timm's tiny test model: 256 features, fast on CPU

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.config import from_mapping
-from pipeline.errors import ConfigError
+from pipeline.core.config import from_mapping
+from pipeline.core.errors import ConfigError
 from pipeline.losses.mutual import batch_distances, mutual_kl, mutual_metric
 from pipeline.models import ModelConfig
 from pipeline.train import load_trained_model
-from pipeline.sections import MutualConfig, split_pair
+from pipeline.core.sections import MutualConfig, split_pair
 from pipeline.train.mutual import fit_mutual
 from tests.test_train_loop import Killed, assert_same, tiny_data, tiny_recipe
 

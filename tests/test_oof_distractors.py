@@ -14,10 +14,10 @@ from pipeline.chain.fuse_run import fuse_models, oof_folds
 from pipeline.chain.fuse_step import oof_labels
 from pipeline.chain.model_inputs import ModelInputs
 from pipeline.chain.rerank_step import model_candidates, rerank_model, rerank_options
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 from pipeline.infer.store import FeatureSet, ModelFeatures, load_features, save_features
 from pipeline.retrieval.candidates import CandidateLists
-from pipeline.sections import FuseConfig, RerankStageConfig
+from pipeline.core.sections import FuseConfig, RerankStageConfig
 
 RAW_ONLY = rerank_options(RerankStageConfig(enabled=False))  # raw, reranked (no re-ranking)
 

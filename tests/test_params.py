@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.demo.generate import DemoConfig
-from pipeline.params import FoldDir, StageParams, fold_dir, load_section
+from pipeline.core.params import FoldDir, StageParams, fold_dir, load_section
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.params_override import main, merge_overrides
 
 

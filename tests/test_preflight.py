@@ -16,8 +16,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from pipeline.errors import ConfigError
-from pipeline.params import StageParams
+from pipeline.core.errors import ConfigError
+from pipeline.core.params import StageParams
 from pipeline.preflight import check_chain
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline.compat import import_timm
-from pipeline.errors import ConfigError
+from pipeline.core.compat import import_timm
+from pipeline.core.errors import ConfigError
 from pipeline.models import ModelConfig, create_model, input_normalisation
 from pipeline.models.backbone import load_backbone_weights
 from pipeline.models.pretrained import (

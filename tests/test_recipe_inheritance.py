@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import merged
-from pipeline.errors import ConfigError
+from pipeline.core.config import merged
+from pipeline.core.errors import ConfigError
 from pipeline.train.recipe import BASE_KEY, load_recipe, read_recipe
 
 ROOT = Path(__file__).resolve().parents[1]

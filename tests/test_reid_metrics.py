@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import pipeline.evaluate.reid as reid_module
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 from pipeline.evaluate.metrics import competition_scores
 from pipeline.evaluate.reid import centroid_gallery, reid_metrics, reid_per_query, tar_at_far
 

@@ -7,14 +7,14 @@ import random
 import numpy as np
 import pytest
 
-from pipeline.config import from_mapping
+from pipeline.core.config import from_mapping
 from pipeline.denoise.estimate import NoiseEstimate
 from pipeline.denoise.repair import repair
-from pipeline.sections import DenoiseConfig
+from pipeline.core.sections import DenoiseConfig
 from pipeline.data.policy_augment import TimmPolicy
 from pipeline.data.repair_augment import DeGaussian, DePepper
 from pipeline.data.transforms import AugmentConfig, SeededAugment, build_train_transforms
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 
 OFF = dict(hflip_p=0.0, erasing_p=0.0)
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.config import from_mapping
-from pipeline.errors import ConfigError, DataError
+from pipeline.core.config import from_mapping
+from pipeline.core.errors import ConfigError, DataError
 from pipeline.retrieval.rerank import k_reciprocal_rerank
 from pipeline.retrieval.rerank_sparse import sparse_rerank
 from pipeline.retrieval.retrieve import retrieve
 from pipeline.retrieval.search import rank_from_distance, search_topk
-from pipeline.sections import RerankConfig
+from pipeline.core.sections import RerankConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from reference_rerank import euclidean_distances, re_ranking  # noqa: E402

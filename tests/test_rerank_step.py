@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from pipeline.chain.rerank_step import PLAIN, rerank_model, rerank_options, with_plain_views
-from pipeline.config import from_mapping
-from pipeline.errors import ConfigError, DataError
+from pipeline.core.config import from_mapping
+from pipeline.core.errors import ConfigError, DataError
 from pipeline.infer.store import FeatureSet, ModelFeatures
 from pipeline.retrieval import expansion, rerank, search, validate
 from pipeline.retrieval.rerank import k_reciprocal_rerank
 from pipeline.retrieval.search import rank_from_distance
-from pipeline.sections import ExtractConfig, RerankGrid, RerankStageConfig
+from pipeline.core.sections import ExtractConfig, RerankGrid, RerankStageConfig
 
 
 def clustered(n: int, dim: int, seed: int) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline.data.samplers import PKBatchSampler
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 
 # identity i has SIZES[i] images; identities 0 and 1 have fewer than K=4
 SIZES = [1, 3, 4, 5, 8, 4, 6, 9, 4, 7, 12, 4]

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.config import from_mapping
-from pipeline.errors import ConfigError
+from pipeline.core.config import from_mapping
+from pipeline.core.errors import ConfigError
 from pipeline.train.optim import build_optimizer
 from pipeline.train.schedule import OptimConfig, build_scheduler, lr_factor
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.errors import ConfigError, DataError
+from pipeline.core.errors import ConfigError, DataError
 from pipeline.retrieval.search import pairwise_distance, rank_from_distance, search_topk
 from pipeline.retrieval.validate import check_same_ids
 

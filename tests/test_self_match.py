@@ -14,8 +14,8 @@ from pipeline.denoise.dataset import denoise_dataset
 from pipeline.data.images import write_image
 from pipeline.data.layout import read_split
 from pipeline.data.self_match import find_self_matches, read_self_matches, self_match_pairs
-from pipeline.errors import DataError
-from pipeline.sections import DenoiseConfig, EvaluateConfig
+from pipeline.core.errors import DataError
+from pipeline.core.sections import DenoiseConfig, EvaluateConfig
 
 
 def _image(seed: int) -> np.ndarray:

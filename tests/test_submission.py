@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 from pipeline.evaluate.submission import read_submission, write_submission
 
 QUERIES = ["images/query/q1.jpg", "images/query/q2.jpg"]

@@ -13,17 +13,17 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.losses import LossConfig, ReIDCriterion
 from pipeline.models import ModelConfig, create_model
 from pipeline.train import load_recipe, load_trained_model
 from pipeline.train import loop
 from pipeline.train.data import FoldData
 from pipeline.train.loop import fit, seed_everything
-from pipeline.params import StageParams
+from pipeline.core.params import StageParams
 from pipeline.train.recipe import Recipe, TrainConfig, stage_one_checkpoint
 from pipeline.train.schedule import OptimConfig
-from pipeline.sections import height_width
+from pipeline.core.sections import height_width
 from pipeline.data.transforms import AugmentConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

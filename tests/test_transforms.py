@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.config import from_mapping
+from pipeline.core.config import from_mapping
 from pipeline.data.torch_data import normalize_batch
 from pipeline.data.transforms import AugmentConfig, SeededAugment, build_train_transforms
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 
 OFF = dict(hflip_p=0.0, erasing_p=0.0)  # the two transforms on by default
 ALL_ON = AugmentConfig(

@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.config import from_mapping
-from pipeline.errors import ConfigError
+from pipeline.core.config import from_mapping
+from pipeline.core.errors import ConfigError
 from pipeline.infer.tta import average_fold_features, embed_with_tta, extract_features, stack_views
-from pipeline.sections import TTAConfig
+from pipeline.core.sections import TTAConfig
 
 
 class PixelProbe(torch.nn.Module):

@@ -12,9 +12,9 @@ import pytest
 
 from pipeline.chain.tuning_set import resolve_shape, tuning_features
 from pipeline.data.folds import fold_indices, make_folds, single_shot_split
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 from pipeline.infer.store import FeatureSet, ModelFeatures, save_features
-from pipeline.io_utils import write_csv
+from pipeline.core.io_utils import write_csv
 from stages import fuse as fuse_stage
 from stages import rerank as rerank_stage
 

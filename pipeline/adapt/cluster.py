@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.cluster import DBSCAN
 from sklearn.metrics import normalized_mutual_info_score
 
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 from pipeline.retrieval.rerank import jaccard_distance
 
 NOISE = -1

@@ -36,12 +36,12 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.adapt.cluster import cluster_features
-from pipeline.config import from_mapping
-from pipeline.errors import ConfigError, DataError
+from pipeline.core.config import from_mapping
+from pipeline.core.errors import ConfigError, DataError
 from pipeline.infer.tta import extract_features
-from pipeline.io_utils import atomic_path
-from pipeline.params import FoldDir
-from pipeline.sections import AdaptConfig, TTAConfig
+from pipeline.core.io_utils import atomic_path
+from pipeline.core.params import FoldDir
+from pipeline.core.sections import AdaptConfig, TTAConfig
 from pipeline.train.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.train.data import FoldData
 from pipeline.train.distributed import DistInfo

@@ -24,8 +24,8 @@ import pandas as pd
 from pipeline.data.cache import default_workers, rescale_pad_files
 from pipeline.data.importers import IMAGE_SUFFIXES
 from pipeline.data.layout import check_image_path
-from pipeline.errors import DataError
-from pipeline.sections import ImageSize, height_width
+from pipeline.core.errors import DataError
+from pipeline.core.sections import ImageSize, height_width
 
 CACHE_SPLITS = ("query", "gallery")  # a cache target's images, in this order
 

@@ -13,9 +13,9 @@ from pipeline.chain.evaluate_step import Truth, draw_foreground, draw_ranklists,
 from pipeline.chain.model_inputs import ModelInputs
 from pipeline.evaluate.metrics import competition_scores, metrics_table, write_metrics
 from pipeline.evaluate.plots import plot_cmc, write_cmc_plot_data
-from pipeline.io_utils import atomic_dir, write_text
+from pipeline.core.io_utils import atomic_dir, write_text
 from pipeline.retrieval.candidates import CandidateLists, named_set
-from pipeline.sections import EvaluateConfig
+from pipeline.core.sections import EvaluateConfig
 
 log = logging.getLogger("evaluate")
 

@@ -16,7 +16,7 @@ from pipeline.evaluate.ranklist import best_and_worst_queries, render_ranklist
 from pipeline.evaluate.reid import centroid_gallery, reid_metrics, tar_at_far
 from pipeline.evaluate.sheets import dim_outside, render_sheet
 from pipeline.retrieval.search import pairwise_distance, rank_from_distance
-from pipeline.sections import EvaluateConfig
+from pipeline.core.sections import EvaluateConfig
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import numpy as np
 from pipeline.retrieval.candidates import CandidateLists
 from pipeline.chain.fuse_step import fuse_lists, pooled_per_query, tune_weights_on_folds
 from pipeline.chain.gain_test import GainTest, OptionChoice, choose_option, paired_gain
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 
 # lists[model][option][fold]: a model's out-of-fold lists under one option
 OofLists = Sequence[Mapping[str, Mapping[int, CandidateLists]]]

@@ -17,10 +17,10 @@ from pipeline.chain.model_inputs import ModelInputs
 from pipeline.chain.rerank_step import RerankOption
 from pipeline.chain.tuning_set import feature_shape, tuning_features
 from pipeline.data.folds import read_folds
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 from pipeline.retrieval.candidates import CandidateLists, named_set
 from pipeline.retrieval.validate import check_same_ids
-from pipeline.sections import FuseConfig, RerankStageConfig
+from pipeline.core.sections import FuseConfig, RerankStageConfig
 
 log = logging.getLogger("fuse")
 

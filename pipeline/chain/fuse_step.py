@@ -15,11 +15,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import ConfigError, DataError
+from pipeline.core.errors import ConfigError, DataError
 from pipeline.evaluate.metrics import competition_per_query
 from pipeline.retrieval.candidates import CandidateLists
 from pipeline.retrieval.fusion import fuse_candidate_lists, rank_voting, tune_weights
-from pipeline.sections import FuseConfig
+from pipeline.core.sections import FuseConfig
 
 
 def configured_weights(cfg: FuseConfig, models: Sequence[str], source: str = "params.yaml") -> list[float]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 
 # Scores are fractions of [0, 1]; this absorbs the rounding of a mean that equals k standard errors
 # exactly (one query better and none worse is always exactly one SE: mean a / n, sd a / sqrt(n)).

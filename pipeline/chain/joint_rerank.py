@@ -21,10 +21,10 @@ import numpy as np
 
 from pipeline.chain.fuse_step import pooled_per_query
 from pipeline.chain.rerank_step import rerank_model, rerank_options
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 from pipeline.infer.store import FeatureSet, ModelFeatures
 from pipeline.retrieval.candidates import CandidateLists
-from pipeline.sections import RerankStageConfig
+from pipeline.core.sections import RerankStageConfig
 
 
 def joint_features(models: Sequence[ModelFeatures], weights: Sequence[float]) -> ModelFeatures:

@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 
 from pipeline.chain.tuning_set import tuning_features
-from pipeline.errors import DataError, PipelineError
+from pipeline.core.errors import DataError, PipelineError
 from pipeline.infer.store import FeatureSet, ModelFeatures
 from pipeline.retrieval.candidates import CandidateLists
 from pipeline.retrieval.retrieve import nearest, retrieve_checked
 from pipeline.retrieval.validate import check_pair
-from pipeline.sections import RerankStageConfig
+from pipeline.core.sections import RerankStageConfig
 
 RAW = "raw"
 CONFIGURED = "reranked"

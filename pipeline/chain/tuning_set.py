@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.data.folds import single_shot_split
-from pipeline.errors import ConfigError, DataError
+from pipeline.core.errors import ConfigError, DataError
 from pipeline.infer.store import FeatureSet, ModelFeatures
 
 FOLDS, SINGLE_SHOT, AUTO = "folds", "single_shot", "auto"

@@ -24,9 +24,9 @@ from tqdm import tqdm
 from pipeline.data.images import read_image
 from pipeline.data.layout import SPLITS, load_dataset, read_split, write_split
 from pipeline.data.rescale_pad import rescale_pad
-from pipeline.errors import DataError
-from pipeline.io_utils import atomic_dir
-from pipeline.sections import ImageSize, height_width
+from pipeline.core.errors import DataError
+from pipeline.core.io_utils import atomic_dir
+from pipeline.core.sections import ImageSize, height_width
 
 
 def default_workers() -> int:

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import DataError
-from pipeline.io_utils import read_string_csv
+from pipeline.core.errors import DataError
+from pipeline.core.io_utils import read_string_csv
 
 TRAIN_FOLD = -1
 

@@ -36,8 +36,8 @@ import numpy as np
 import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pipeline.errors import DataError
-from pipeline.io_utils import atomic_path
+from pipeline.core.errors import DataError
+from pipeline.core.io_utils import atomic_path
 
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MIN_SIDE = 8

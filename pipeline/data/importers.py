@@ -56,8 +56,8 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.data.layout import COLUMNS, Dataset, check_image_path, load_dataset, write_split
-from pipeline.errors import DataError
-from pipeline.io_utils import atomic_dir
+from pipeline.core.errors import DataError
+from pipeline.core.io_utils import atomic_dir
 
 log = logging.getLogger(__name__)
 

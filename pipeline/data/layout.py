@@ -37,8 +37,8 @@ from pathlib import Path, PureWindowsPath
 
 import pandas as pd
 
-from pipeline.errors import DataError
-from pipeline.io_utils import read_text, write_csv
+from pipeline.core.errors import DataError
+from pipeline.core.io_utils import read_text, write_csv
 
 SPLITS = ("train", "query", "gallery")
 COLUMNS = ("image", "label", "camera")

@@ -20,12 +20,12 @@ import albumentations as A
 import numpy as np
 from PIL import Image
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 
 
 def timm_policy(policy: str, side: int, fill: tuple[float, float, float]) -> Any:
     """timm's transform for a policy string, chosen by its prefix as timm's own transform factory does."""
-    from pipeline.compat import import_timm  # here: importing the transforms must not import torch
+    from pipeline.core.compat import import_timm  # here: importing the transforms must not import torch
 
     auto_augment = import_timm().data.auto_augment
     # timm's defaults: translations up to 45 % of the side, empty area filled with the mean pixel

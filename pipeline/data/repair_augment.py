@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline.denoise.estimate import NoiseEstimate
 from pipeline.denoise.repair import fill_impulses, repair
-from pipeline.sections import DenoiseConfig
+from pipeline.core.sections import DenoiseConfig
 
 
 class DeGaussian(A.ImageOnlyTransform):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipeline.sections import ImageSize, height_width
+from pipeline.core.sections import ImageSize, height_width
 
 
 

@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline.data.layout import csv_line, split_path
-from pipeline.errors import DataError
-from pipeline.io_utils import read_text, write_csv
-from pipeline.sections import SelfMatchMode
+from pipeline.core.errors import DataError
+from pipeline.core.io_utils import read_text, write_csv
+from pipeline.core.sections import SelfMatchMode
 
 FILE_NAME = "self_matches.csv"
 COLUMNS = ["query", "gallery", "reason"]

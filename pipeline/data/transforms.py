@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.data.policy_augment import TimmPolicy
 from pipeline.data.repair_augment import DeGaussian, DePepper
-from pipeline.sections import ImageSize, height_width
+from pipeline.core.sections import ImageSize, height_width
 
 IMAGENET_MEAN_PIXEL = (124.0, 116.0, 104.0)  # erased areas become ~0 after normalisation
 

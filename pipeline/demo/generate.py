@@ -34,7 +34,7 @@ from pipeline.demo.render import MAX_FAMILY_SIZE, Family, make_family, render_id
 from pipeline.demo.scene import SceneStyle, render_scene
 from pipeline.data.images import write_image
 from pipeline.data.layout import write_split
-from pipeline.io_utils import atomic_dir, write_csv
+from pipeline.core.io_utils import atomic_dir, write_csv
 
 # Purposes of the seeded generators, so that no two draw the same stream.
 _PLAN, _FAMILY, _SCENE, _NOISE = range(4)

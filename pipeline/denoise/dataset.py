@@ -36,9 +36,9 @@ from pipeline.data.layout import SPLITS, csv_line, read_split, split_path, write
 from pipeline.denoise.estimate import NoiseEstimate, estimate_noise
 from pipeline.denoise.repair import repair
 from pipeline.data.self_match import check_self_matches, write_self_matches
-from pipeline.errors import DataError
-from pipeline.io_utils import atomic_dir, write_csv
-from pipeline.sections import DenoiseConfig, SelfMatchMode
+from pipeline.core.errors import DataError
+from pipeline.core.io_utils import atomic_dir, write_csv
+from pipeline.core.sections import DenoiseConfig, SelfMatchMode
 
 # Re-exported: the stage's whole API importable from one place.
 __all__ = ["NOT_EXAMINED", "REPORT_COLUMNS", "DenoiseConfig", "NoiseEstimate", "denoise_dataset", "denoise_file", "estimate_noise", "repair"]

@@ -40,7 +40,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from pipeline.sections import DEFAULT_GAUSSIAN_THRESHOLD, DEFAULT_GREY_THRESHOLD, DEFAULT_IMPULSE_THRESHOLD
+from pipeline.core.sections import DEFAULT_GAUSSIAN_THRESHOLD, DEFAULT_GREY_THRESHOLD, DEFAULT_IMPULSE_THRESHOLD
 
 
 NoiseKind = Literal["none", "gaussian", "salt_pepper", "both"]

@@ -18,7 +18,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from pipeline.denoise.estimate import NoiseEstimate, impulse_mask
-from pipeline.sections import DenoiseConfig, MAX_MEDIAN_KSIZE
+from pipeline.core.sections import DenoiseConfig, MAX_MEDIAN_KSIZE
 
 _NLM_TEMPLATE, _NLM_SEARCH = 3, 15
 # Rows: the grey axis and two colour differences, orthonormal (so the inverse is the transpose).

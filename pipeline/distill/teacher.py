@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from pipeline.data.torch_data import normalize_batch
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 from pipeline.infer.tta import scale_batch
 from pipeline.losses.distill import cosine_similarities
 from pipeline.models import ReIDModel

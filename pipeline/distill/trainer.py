@@ -14,7 +14,7 @@ import torch
 
 from pipeline.losses.distill import js_distill, kl_distill, l1_distill, pkt_distill, similarity_matching
 from pipeline.models import ModelOutput
-from pipeline.sections import DistillConfig
+from pipeline.core.sections import DistillConfig
 from pipeline.train.data import FoldData
 from pipeline.train.distributed import DistInfo
 from pipeline.train.loop import Trainer

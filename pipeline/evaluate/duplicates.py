@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.cluster import AgglomerativeClustering
 
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 from pipeline.train.checkpoint import load_checkpoint
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 
 Labels = Sequence[str] | Sequence[int] | np.ndarray | pd.Series
 

@@ -24,9 +24,9 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 from pipeline.evaluate.labels import Labels, as_pairs, check_rows, encode_pair
-from pipeline.io_utils import write_json
+from pipeline.core.io_utils import write_json
 
 
 def check_ranking(ranked: np.ndarray, n_query: int, n_gallery: int, k: int) -> np.ndarray:

@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from pipeline.io_utils import atomic_path, write_csv
+from pipeline.core.io_utils import atomic_path, write_csv
 
 
 def _curves(cmc_by_name: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from pipeline.io_utils import atomic_path
+from pipeline.core.io_utils import atomic_path
 
 _QUERY = (40, 90, 220)
 _RIGHT = (30, 170, 60)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 from pipeline.evaluate.labels import Labels, as_label_array, as_pairs, check_rows, encode_pair
 
 _CHUNK_BYTES = 64 << 20  # rows per sort chunk: bounded memory for a memmapped distance matrix

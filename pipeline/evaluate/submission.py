@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.data.layout import submission_name, unsubmittable
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 from pipeline.evaluate.metrics import check_ranking
-from pipeline.io_utils import read_text, write_text
+from pipeline.core.io_utils import read_text, write_text
 
 _LINE = re.compile(r"([^,{}]+),\{([^{}]*)\}")
 

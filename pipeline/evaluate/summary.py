@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.cli import run_stage
-from pipeline.errors import DataError
-from pipeline.params import StageParams, fold_dir
+from pipeline.core.cli import run_stage
+from pipeline.core.errors import DataError
+from pipeline.core.params import StageParams, fold_dir
 
 # metrics.json key -> column heading, in the order shown: the competition's columns, then the
 # re-identification ones (CMC rank-1 is top-1; mINP, Ye et al. 2021, is how hard the last true

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 from pipeline.export.check import compare_embeddings
 from pipeline.export.onnx_export import export_embedding
 from pipeline.infer.onnx_engine import load_onnx_model
-from pipeline.io_utils import atomic_dir, write_json
-from pipeline.sections import ExportConfig
+from pipeline.core.io_utils import atomic_dir, write_json
+from pipeline.core.sections import ExportConfig
 from pipeline.train.trained import load_trained_model
 
 log = logging.getLogger("export")

@@ -18,8 +18,8 @@ import torch
 
 from pipeline.export.folds import export_folds
 from pipeline.infer.onnx_engine import load_onnx_model
-from pipeline.io_utils import atomic_dir, write_json
-from pipeline.sections import ExportConfig, ExtractConfig
+from pipeline.core.io_utils import atomic_dir, write_json
+from pipeline.core.sections import ExportConfig, ExtractConfig
 from pipeline.train.trained import load_trained_model
 
 log = logging.getLogger("extract")

@@ -16,12 +16,12 @@ from pipeline.data.folds import fold_indices
 from pipeline.data.torch_data import batch_tensor, normalize_batch
 from pipeline.infer.foreground import activation_mask
 from pipeline.infer.store import FeatureSet, ModelFeatures
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.infer.tta import average_fold_features, extract_parts, scale_batch
 from pipeline.models import ReIDModel
 from pipeline.train.distributed import resolve_device
 from pipeline.train.trained import load_trained_model
-from pipeline.sections import ExtractConfig, ImageSize, height_width
+from pipeline.core.sections import ExtractConfig, ImageSize, height_width
 
 
 @torch.inference_mode()

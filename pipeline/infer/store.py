@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import DataError
-from pipeline.io_utils import atomic_dir
+from pipeline.core.errors import DataError
+from pipeline.core.io_utils import atomic_dir
 from pipeline.retrieval.validate import check_features
 
 _OOF_FILE = re.compile(r"^oof(\d+)_query\.npy$")

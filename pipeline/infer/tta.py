@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from pipeline.data.torch_data import batch_tensor, normalize_batch
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.infer.foreground import embed_foreground
-from pipeline.sections import ImageSize, TTAConfig, height_width
+from pipeline.core.sections import ImageSize, TTAConfig, height_width
 
 
 def scale_batch(batch: torch.Tensor, input_size: ImageSize, scale: float) -> torch.Tensor:

@@ -9,8 +9,8 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from pipeline.compat import import_timm
-from pipeline.errors import ConfigError
+from pipeline.core.compat import import_timm
+from pipeline.core.errors import ConfigError
 from pipeline.models.pretrained import load_package_weights, rename_efficientnet_pytorch, rename_torchvision_mobilenetv2
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ from typing import Literal
 
 from torch import nn
 
-from pipeline.compat import import_timm
-from pipeline.errors import ConfigError
+from pipeline.core.compat import import_timm
+from pipeline.core.errors import ConfigError
 from pipeline.models.batch_drop import BatchDropBranch
 from pipeline.models.backbone import create_backbone, zero_init_residual_branches
 from pipeline.models.freeze import freeze_stages

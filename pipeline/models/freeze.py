@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from pipeline.compat import import_timm
-from pipeline.errors import ConfigError
+from pipeline.core.compat import import_timm
+from pipeline.core.errors import ConfigError
 
 
 def stage_parameter_names(backbone: nn.Module) -> list[list[str]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 
 
 _POOLS = (nn.AvgPool2d, nn.MaxPool2d)

@@ -38,7 +38,7 @@ from types import ModuleType
 import torch
 from torch import Tensor, nn
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import DataError
-from pipeline.io_utils import atomic_path
+from pipeline.core.errors import DataError
+from pipeline.core.io_utils import atomic_path
 
 
 @dataclass(frozen=True)

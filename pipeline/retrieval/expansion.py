@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.retrieval.search import prepare_checked, search_prepared, unit_rows
 from pipeline.retrieval.validate import check_features, check_k, check_pair
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 from pipeline.retrieval.candidates import CandidateLists
 from pipeline.retrieval.aligned import shortest_path, unit_element_distances
 

@@ -1,6 +1,6 @@
 """Exact k-reciprocal re-ranking (dense output), the k-reciprocal Jaccard distance among one set
 of features (what SpCL / MMT cluster), and the input checks both modes share (the knobs:
-pipeline.sections.RerankConfig)."""
+pipeline.core.sections.RerankConfig)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 from pipeline.retrieval import kreciprocal
 from pipeline.retrieval.backend import Array, Ops, get_ops
 from pipeline.retrieval.validate import check_features, check_k, check_pair
-from pipeline.sections import check_rerank_params, rerank_neighbours
+from pipeline.core.sections import check_rerank_params, rerank_neighbours
 
 
 def prepare_inputs(query: Any, gallery: Any, k1: int, k2: int, lambda_value: float) -> tuple[np.ndarray, np.ndarray]:

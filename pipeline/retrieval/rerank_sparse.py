@@ -20,7 +20,7 @@ from pipeline.retrieval import kreciprocal
 from pipeline.retrieval.backend import get_ops
 from pipeline.retrieval.rerank import check_neighbours, normalised_pair_distance, prepare_inputs, stacked_features
 from pipeline.retrieval.validate import check_k
-from pipeline.sections import rerank_neighbours
+from pipeline.core.sections import rerank_neighbours
 
 
 def sparse_rerank(

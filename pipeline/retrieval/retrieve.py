@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.retrieval.candidates import CandidateLists
 from pipeline.retrieval.expansion import augment_database, expand_queries
 from pipeline.retrieval.rerank import rerank_checked
 from pipeline.retrieval.rerank_sparse import sparse_checked
 from pipeline.retrieval.search import prepare_checked, rank_rows, search_prepared
 from pipeline.retrieval.validate import check_k, check_pair
-from pipeline.sections import RerankConfig
+from pipeline.core.sections import RerankConfig
 
 
 def retrieve(query: np.ndarray, gallery: np.ndarray, config: RerankConfig) -> CandidateLists:

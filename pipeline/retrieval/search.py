@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from pipeline.errors import ConfigError, DataError
+from pipeline.core.errors import ConfigError, DataError
 from pipeline.retrieval.validate import check_features, check_k, check_pair
 
 Metric = Literal["cosine", "euclidean"]

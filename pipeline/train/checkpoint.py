@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.errors import DataError
-from pipeline.io_utils import atomic_path
+from pipeline.core.errors import DataError
+from pipeline.core.io_utils import atomic_path
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 
 from pipeline.data.cache import open_split
 from pipeline.data.folds import fold_indices, read_folds
-from pipeline.errors import ConfigError, DataError
+from pipeline.core.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from torch import nn
 
 from pipeline.evaluate.metrics import competition_scores
 from pipeline.infer.tta import extract_features
-from pipeline.sections import TTAConfig
+from pipeline.core.sections import TTAConfig
 
 
 def rank_by_cosine(query: torch.Tensor, gallery: torch.Tensor, k: int) -> np.ndarray:

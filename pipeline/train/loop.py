@@ -1,6 +1,6 @@
 """Fold-wise training: PK batches, AMP, warm-up schedule, validation, dvclive, resume.
 
-``fit`` trains one (recipe, fold) into ``out_dir`` (the layout: pipeline.params.FoldDir)::
+``fit`` trains one (recipe, fold) into ``out_dir`` (the layout: pipeline.core.params.FoldDir)::
 
     out_dir/checkpoints/last.pt   full training state after every epoch (resume point)
     out_dir/checkpoints/best.pt   weights of the epoch with the best validation score
@@ -39,9 +39,9 @@ from tqdm import tqdm
 from pipeline.data.samplers import PKBatchSampler
 from pipeline.data.torch_data import AugmentedImages, normalize_batch
 from pipeline.data.transforms import SeededAugment, build_train_transforms
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 from pipeline.losses import ReIDCriterion
-from pipeline.params import FoldDir
+from pipeline.core.params import FoldDir
 from pipeline.models import ModelOutput, create_model, input_normalisation, unfreeze
 from pipeline.train import distributed as ddp
 from pipeline.train.amp import autocast, make_scaler, resolve_amp

@@ -21,10 +21,10 @@ from typing import Any
 
 import torch
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.losses.mutual import mutual_kl, mutual_metric
-from pipeline.params import fold_dir
-from pipeline.sections import MutualConfig, split_pair
+from pipeline.core.params import fold_dir
+from pipeline.core.sections import MutualConfig, split_pair
 from pipeline.train import distributed as ddp
 from pipeline.train.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.train.data import FoldData

@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pipeline.config import from_mapping, merged, read_yaml
-from pipeline.sections import height_width
+from pipeline.core.config import from_mapping, merged, read_yaml
+from pipeline.core.sections import height_width
 from pipeline.data.transforms import AugmentConfig
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.losses import LossConfig
 from pipeline.models import ModelConfig
-from pipeline.params import StageParams
+from pipeline.core.params import StageParams
 from pipeline.train.schedule import OptimConfig
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from pipeline.config import from_mapping
-from pipeline.errors import ConfigError, DataError
+from pipeline.core.config import from_mapping
+from pipeline.core.errors import ConfigError, DataError
 from pipeline.models import ModelConfig, ReIDModel, create_model
 from pipeline.train.checkpoint import load_checkpoint
 

@@ -17,7 +17,7 @@ from pipeline.models import ModelConfig, create_model
 from pipeline.train import loop
 from pipeline.train.distributed import DistInfo
 from pipeline.train.schedule import OptimConfig
-from pipeline.sections import TTAConfig
+from pipeline.core.sections import TTAConfig
 from test_train_loop import Killed, poisoned_criterion, run, tiny_data, tiny_recipe, weights
 
 pytestmark = pytest.mark.gpu

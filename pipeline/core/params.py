@@ -1,4 +1,4 @@
-"""The stages' one view of params.yaml: each section typed (pipeline.sections), and the paths
+"""The stages' one view of params.yaml: each section typed (pipeline.core.sections), and the paths
 the stages exchange, spelled once.
 
 Light on purpose (stdlib, PyYAML and numpy): a stage reads where an upstream stage wrote its
@@ -13,9 +13,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from pipeline.config import from_mapping, read_yaml
-from pipeline.errors import ConfigError, DataError
-from pipeline.sections import (
+from pipeline.core.config import from_mapping, read_yaml
+from pipeline.core.errors import ConfigError, DataError
+from pipeline.core.sections import (
     AdaptConfig,
     DatasetConfig,
     DenoiseConfig,

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 
 T = TypeVar("T")
 

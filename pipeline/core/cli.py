@@ -10,8 +10,8 @@ from collections.abc import Callable
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from pipeline.allocator import keep_freed_memory
-from pipeline.errors import PipelineError
+from pipeline.core.allocator import keep_freed_memory
+from pipeline.core.errors import PipelineError
 
 
 def stage_parser(description: str) -> argparse.ArgumentParser:
@@ -26,7 +26,7 @@ def run_stage(main: Callable[[list[str] | None], None], argv: list[str] | None =
 
     Log records and the final error go through tqdm, which clears an unfinished progress bar
     first, so a message never ends up glued to the end of a bar's line. Freed memory is kept
-    for reuse first (``pipeline.allocator``): every stage allocates tensors batch after batch.
+    for reuse first (``pipeline.core.allocator``): every stage allocates tensors batch after batch.
     """
     keep_freed_memory()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

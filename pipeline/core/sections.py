@@ -2,7 +2,7 @@
 
 Every stage reads its own section and the upstream sections that say where their outputs
 are; keeping the section types here (stdlib and numpy only: no torch, OpenCV or pandas) lets
-a stage read params.yaml without importing the upstream stage's code. ``pipeline.params``
+a stage read params.yaml without importing the upstream stage's code. ``pipeline.core.params``
 gives the stages one view of them and the paths they exchange. The demo generator's section
 lives with it (pipeline/demo): only the demo stage reads it.
 """
@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 
 ImageSize = int | tuple[int, int]  # a square side, or (height, width)
 SelfMatchMode = Literal["error", "exclude"]

@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.errors import DataError
+from pipeline.core.errors import DataError
 
 # mkstemp/mkdtemp's random part: 8 characters of [a-z0-9_].
 _TEMPORARY = re.compile(r"^\..+\.(?:(?P<pid>\d+)-)?[a-z0-9_]{8}\.tmp$")
