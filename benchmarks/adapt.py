@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from machine import describe_machine
+from harness import describe_machine
 
 from bench_person import PERSON, collection, person_cache, test_scores, without_unused
 from pipeline.adapt.cluster import Clustering, cluster_features, pseudo_label_quality

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from machine import describe_machine  # noqa: E402
+from harness import describe_machine  # noqa: E402
 
 from pipeline.retrieval.local_rescore import candidate_local_distances  # noqa: E402
 

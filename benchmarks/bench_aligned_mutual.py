@@ -12,7 +12,6 @@ figure is the held-out identities' score (0.5 top-1 + 0.5 mAP@10) of the LAST ep
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -23,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from machine import describe_machine  # noqa: E402
+from harness import describe_machine  # noqa: E402
 
 from pipeline.data.cache import build_cache, open_split  # noqa: E402
 from pipeline.demo.generate import DemoConfig, generate_demo  # noqa: E402

@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from machine import describe_machine
+from harness import describe_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 _WORKLOAD = """

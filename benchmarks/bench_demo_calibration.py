@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from demo_imagenet import imagenet_scores, lite0_imagenet, lite0_timm_state
-from machine import describe_machine
+from harness import checkpoint_test_scores, describe_machine
 
 from pipeline.data.cache import build_cache, open_split
 from pipeline.demo.generate import DemoConfig, generate_demo
@@ -42,8 +42,6 @@ from pipeline.train.data import load_fold
 from pipeline.train.loop import fit
 from pipeline.train.recipe import Recipe, TrainConfig
 from pipeline.train.schedule import OptimConfig
-from pipeline.train.trained import load_trained_model
-from pipeline.train.fold_score import validation_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "bench_demo_calibration.md"
@@ -76,19 +74,6 @@ def clean_view(dataset: Path, view: Path) -> Path:
     return view
 
 
-def test_split_score(checkpoint: Path, cache: Path) -> dict[str, float]:
-    """The fine-tuned model on the demo's test split (query and gallery caches), no flip."""
-    model, meta = load_trained_model(checkpoint)
-    query, gallery = open_split(cache, "query"), open_split(cache, "gallery")
-    images = np.concatenate([query.images, gallery.images])
-    labels = np.concatenate([query.table.label.to_numpy(), gallery.table.label.to_numpy()]).astype(str)
-    rows = np.arange(len(images))
-    return validation_scores(
-        model, images, labels, rows[: len(query.images)], rows[len(query.images) :], size=meta["input_size"],
-        mean=tuple(meta["mean"]), std=tuple(meta["std"]), device=torch.device("cpu"),
-    )
-
-
 def finetune(work: Path, cache: Path, clean_cache: Path, epochs: int, size: int) -> dict[str, float]:
     weights = work / "lite0_timm.pth"
     torch.save(lite0_timm_state(), weights)
@@ -100,8 +85,8 @@ def finetune(work: Path, cache: Path, clean_cache: Path, epochs: int, size: int)
     summary = fit(finetune_recipe(weights, epochs, size), data, out, model_name="lite0", fold=0)
     seconds = time.perf_counter() - started
     scores = (out / "live" / "plots" / "metrics" / "val" / "score.tsv").read_text().splitlines()[1:]
-    noisy = test_split_score(out / "checkpoints" / "last.pt", cache)
-    clean = test_split_score(out / "checkpoints" / "last.pt", clean_cache)
+    noisy = checkpoint_test_scores(out / "checkpoints" / "last.pt", cache)
+    clean = checkpoint_test_scores(out / "checkpoints" / "last.pt", clean_cache)
     return {
         "epochs": epochs, "seconds": seconds, "fold_untrained": float(scores[0].split("\t")[1]),
         "fold_last": summary["val/score"], "fold_best": summary["best/score"],

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from machine import describe_machine
+from harness import describe_machine
 from pipeline.demo.generate import DemoConfig, generate_demo
 from pipeline.denoise.dataset import denoise_dataset, estimate_noise
 from pipeline.data.images import read_image, write_image

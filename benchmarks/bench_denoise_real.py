@@ -32,7 +32,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from bench_denoise import KINDS, grocery_false_alarms, psnr, table
-from machine import describe_machine
+from harness import describe_machine
 from pipeline.demo.noise import apply_noise
 from pipeline.denoise.dataset import estimate_noise, repair
 from pipeline.data.images import read_image

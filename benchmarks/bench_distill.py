@@ -35,7 +35,7 @@ import onnxruntime
 import torch
 
 from bench_onnx import images_per_second
-from machine import describe_machine
+from harness import checkpoint_test_scores, describe_machine, mean_sd
 from pipeline.data.cache import build_cache, open_split
 from pipeline.data.folds import make_folds
 from pipeline.data.rescale_pad import height_width
@@ -49,7 +49,6 @@ from pipeline.distill.trainer import DistillTrainer
 from pipeline.train.loop import Trainer, fit
 from pipeline.train.recipe import Recipe, load_recipe
 from pipeline.train.trained import load_trained_model
-from pipeline.train.fold_score import validation_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
@@ -88,19 +87,6 @@ def recipe(name: str, size: ImageSize, epochs: int, seed: int = 0, backbone: str
     return dataclasses.replace(base, model=model, train=train)
 
 
-def test_scores(checkpoint: Path, cache: Path) -> dict[str, float]:
-    """Top-1, mAP@10 and score of the test queries against the test gallery (one plain view)."""
-    model, meta = load_trained_model(checkpoint)
-    query, gallery = open_split(cache, "query"), open_split(cache, "gallery")
-    images = np.concatenate([query.images, gallery.images])
-    labels = np.concatenate([query.table["label"].astype(str).to_numpy(), gallery.table["label"].astype(str).to_numpy()])
-    rows = np.arange(len(images))
-    return validation_scores(
-        model, images, labels, rows[: len(query.images)], rows[len(query.images) :],
-        size=meta["input_size"], mean=meta["mean"], std=meta["std"],
-    )
-
-
 def speed(checkpoint: Path, images: np.ndarray, rounds: int = 3) -> tuple[float, float]:
     """(PyTorch, onnxruntime) images/s of the embedding path, 1 thread, batch 32."""
     model, meta = load_trained_model(checkpoint)
@@ -123,9 +109,7 @@ def speed(checkpoint: Path, images: np.ndarray, rounds: int = 3) -> tuple[float,
 def paired(rows: list[tuple], variant: str, seeds: list[int]) -> str:
     """Mean ± sd over seeds of the test-score change of ``variant`` against the student alone."""
     score = {(name, seed): test["score"] for name, seed, _, _, test, _, _ in rows}
-    changes = [score[(variant, s)] - score[("student alone", s)] for s in seeds]
-    spread = f" ± {np.std(changes, ddof=1):.3f}" if len(changes) > 1 else ""
-    return f"{np.mean(changes):+.3f}{spread}"
+    return mean_sd([score[(variant, s)] - score[("student alone", s)] for s in seeds], signed=True)
 
 
 def main() -> None:
@@ -169,7 +153,7 @@ def main() -> None:
         summary = fit(run_recipe, data, out, model_name=name, fold=0, make_trainer=make)
         seconds = time.perf_counter() - started
         checkpoint = out / "checkpoints" / "best.pt"
-        test = test_scores(checkpoint, cache)
+        test = checkpoint_test_scores(checkpoint, cache)
         rows.append((name, seed, run_recipe, summary, test, speed(checkpoint, open_split(cache, "query").images[:128]), seconds))
         print(f"{name} (seed {seed}): test score {test['score']:.3f}", flush=True)
     lines = [

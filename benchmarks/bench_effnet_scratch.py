@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from bench_tricks import demo_fold, run_one
-from machine import describe_machine
+from harness import describe_machine
 
 from pipeline.core.io_utils import write_text
 from pipeline.train.recipe import Recipe, load_recipe

@@ -15,11 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 
-from machine import describe_machine
+from harness import describe_machine
 from pipeline.evaluate.metrics import competition_scores
 from pipeline.evaluate.reid import reid_metrics, reid_per_query, tar_at_far
 from pipeline.core.io_utils import write_text

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from machine import describe_machine
+from harness import describe_machine
 from pipeline.data.torch_data import normalize_batch
 from pipeline.infer.tta import extract_features, scale_batch, stack_views
 from pipeline.train.distributed import resolve_device

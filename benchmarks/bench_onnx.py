@@ -25,7 +25,7 @@ import numpy as np
 import onnxruntime
 import torch
 
-from machine import describe_machine
+from harness import describe_machine
 from pipeline.data.images import read_image
 from pipeline.data.layout import read_split
 from pipeline.data.rescale_pad import height_width, rescale_pad

@@ -22,7 +22,6 @@ against the first variant. Finished runs are kept in ``--work`` (a killed benchm
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import sys
@@ -32,9 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 from fuse_significance import single_shot_gallery
-from machine import describe_machine
+from harness import describe_machine, mean_sd, variant_recipe
 
 from pipeline.core.allocator import keep_freed_memory
 from pipeline.core.config import from_mapping
@@ -57,19 +55,6 @@ RANKS = (1, 5, 10, 20)
 def collection(labels: pd.Series) -> pd.Series:
     """The public collection of each person-set label (``<collection>_<pid>``)."""
     return labels.astype(str).str.split("_", n=1).str[0]
-
-
-def variant_recipe(base: dict, changes: str) -> dict:
-    """``base`` with ``"a.b=value, c.d=value"`` applied (values read as YAML)."""
-    recipe = copy.deepcopy(base)
-    for change in filter(None, (c.strip() for c in changes.split(","))):
-        key, _, value = change.partition("=")
-        *parents, leaf = key.strip().split(".")
-        node = recipe
-        for parent in parents:
-            node = node.setdefault(parent, {})
-        node[leaf] = yaml.safe_load(value)
-    return recipe
 
 
 def person_cache(work: Path, size: tuple[int, int], leave_out: str | None) -> tuple[Path, Path]:
@@ -131,10 +116,6 @@ def run_one(recipe: Recipe, work: Path, fold: int, leave_out: str | None) -> dic
     return result
 
 
-def mean_sd(values: list[float]) -> str:
-    return f"{100 * np.mean(values):.1f}" + (f" ± {100 * np.std(values, ddof=1):.1f}" if len(values) > 1 else "")
-
-
 def markdown(args: argparse.Namespace, variants: dict[str, str], runs: dict[str, dict]) -> str:
     lines = [
         "# Person recipes on the real pedestrian set (`../shared/data/person`)",
@@ -156,7 +137,7 @@ def markdown(args: argparse.Namespace, variants: dict[str, str], runs: dict[str,
         done = [runs[f"{name}|{s}"] for s in args.seeds if f"{name}|{s}" in runs]
         if not done:
             continue
-        col = lambda key: mean_sd([r[key] for r in done])  # noqa: E731
+        col = lambda key: mean_sd([r[key] for r in done], scale=100, digits=1)  # noqa: E731
         lines.append(
             f"| {name} | `{changes or '-'}` | {col('val/score')} | {col('multi/rank1')} | {col('multi/rank5')} | "
             f"{col('multi/rank10')} | {col('multi/rank20')} | {col('multi/mAP')} | {col('multi/mINP')} | "
@@ -168,7 +149,7 @@ def markdown(args: argparse.Namespace, variants: dict[str, str], runs: dict[str,
     for name in list(variants)[1:]:
         seeds = [s for s in args.seeds if f"{name}|{s}" in runs and f"{reference}|{s}" in runs]
         if seeds:
-            delta = lambda key: mean_sd([runs[f"{name}|{s}"][key] - runs[f"{reference}|{s}"][key] for s in seeds])  # noqa: E731
+            delta = lambda key: mean_sd([runs[f"{name}|{s}"][key] - runs[f"{reference}|{s}"][key] for s in seeds], scale=100, digits=1)  # noqa: E731
             paired.append(f"| {name} | {len(seeds)} | {delta('val/score')} | {delta('multi/rank1')} | "
                           f"{delta('multi/mAP')} | {delta('single/rank1')} | {delta('single/mAP')} |")
     if paired:

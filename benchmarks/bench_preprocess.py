@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import PIL
 
-from machine import describe_machine
+from harness import describe_machine
 from pipeline.data.cache import build_cache, default_workers, open_split
 from pipeline.data.images import read_image, write_image
 from pipeline.data.layout import SPLITS, load_dataset, write_split

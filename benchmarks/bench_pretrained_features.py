@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from machine import describe_machine
+from harness import describe_machine
 from pipeline.data.cache import open_split
 from pipeline.evaluate.metrics import competition_scores
 from pipeline.infer.tta import average_fold_features, extract_features

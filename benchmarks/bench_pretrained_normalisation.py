@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from machine import describe_machine
+from harness import describe_machine
 from pipeline.core.compat import import_timm
 from pipeline.models.pretrained import load_package_weights
 

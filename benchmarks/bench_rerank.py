@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from machine import describe_machine
+from harness import describe_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 DIM = 256

@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_rerank import DIM, ROOT, clustered, measure  # noqa: E402
-from machine import describe_machine  # noqa: E402
+from harness import describe_machine  # noqa: E402
 
 DIGIX_QUERIES, DIGIX_GALLERY = 55_168, 29_758
 CANDIDATES = 100

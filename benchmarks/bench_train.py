@@ -28,9 +28,9 @@ from pathlib import Path
 
 import torch
 
-from bench_person import person_cache, variant_recipe
+from bench_person import person_cache
 from bench_tricks import demo_fold
-from machine import describe_machine
+from harness import describe_machine, variant_recipe
 from pipeline.data.torch_data import normalize_batch
 from pipeline.core.config import from_mapping
 from pipeline.core.io_utils import write_text

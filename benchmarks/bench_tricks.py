@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import describe_machine
+from harness import checkpoint_test_scores, describe_machine, mean_sd
 from tqdm import tqdm
 
 from pipeline.core.allocator import keep_freed_memory
@@ -75,19 +75,6 @@ def dataset_cache(work: Path, size: int, dataset: str = "demo") -> tuple[Path, P
 def demo_fold(work: Path, size: int = 64, fold: int = 0, dataset: str = "demo") -> FoldData:
     """One fold of the dataset's training split (see ``dataset_cache``)."""
     return load_fold(*dataset_cache(work, size, dataset), fold)
-
-
-def test_split_score(checkpoint: Path, cache: Path) -> dict[str, float]:
-    """Scores of the dataset's own query/gallery split (labelled, never trained on)."""
-    model, meta = load_trained_model(checkpoint)
-    query, gallery = open_split(cache, "query"), open_split(cache, "gallery")
-    images = np.concatenate([query.images, gallery.images])
-    labels = np.concatenate([query.table["label"].astype(str), gallery.table["label"].astype(str)])
-    rows = np.arange(len(images))
-    return validation_scores(
-        model, images, labels, rows[: len(query.images)], rows[len(query.images) :],
-        size=meta["input_size"], mean=tuple(meta["mean"]), std=tuple(meta["std"]),
-    )
 
 
 def ablation(
@@ -197,7 +184,7 @@ def run_one(
         if keep is None:
             extra = {"training_images": training_image_score(last, data)}
         else:
-            test = test_split_score(last, dataset_cache(work, input_size, dataset)[0])
+            test = checkpoint_test_scores(last, dataset_cache(work, input_size, dataset)[0])
             extra = {"val_score": summary["val/score"], "top1": test["top1"], "map10": test["map@10"], "score": test["score"]}
             keep.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(last, keep)
@@ -347,10 +334,7 @@ def paired_delta(before: dict, after: dict) -> str:
     """Mean ± sd of the score change over the runs both rows share (same seed and fold)."""
     common = before["by_run"].keys() & after["by_run"].keys()
     changes = np.array([after["by_run"][k] - before["by_run"][k] for k in common])
-    if len(changes) == 0:
-        return ""
-    spread = f" ± {changes.std(ddof=1):.3f}" if len(changes) > 1 else ""
-    return f"{changes.mean():+.3f}{spread}"
+    return mean_sd(changes, signed=True) if len(changes) else ""
 
 
 def markdown(args: argparse.Namespace, rows: list[dict], runs: dict[str, dict[str, float]], planned: int, minutes: float, done: bool) -> str:

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 from bench_demo_calibration import clean_view
-from machine import describe_machine
+from harness import describe_machine
 
 from pipeline.chain.evaluate_step import draw_foreground
 from pipeline.data.cache import build_cache, open_split

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from machine import describe_machine
+from harness import K, describe_machine, paired_mean_se
 
 from pipeline.retrieval.candidates import load_candidate_sets
 from pipeline.core.config import read_yaml
@@ -39,7 +39,6 @@ from pipeline.evaluate.submission import read_submission
 from pipeline.core.io_utils import write_text
 
 SOURCES = ("auto", "reranked", "raw")
-K = 10
 
 
 def per_query_scores(ranking: np.ndarray, query_labels: np.ndarray, gallery_labels: np.ndarray) -> np.ndarray:
@@ -120,7 +119,7 @@ def main() -> None:
         chosen = ", ".join(f"{m}: {e['chosen']}" for m, e in record["options"].items())
         weights = ", ".join(f"{m} {w:.1f}" for m, w in record["weights"].items())
         diff = scores[source] - scores["auto"]
-        change = "–" if source == "auto" else f"{diff.mean():+.4f} ± {diff.std(ddof=1) / np.sqrt(diff.size):.4f}"
+        change = "–" if source == "auto" else paired_mean_se(diff)
         lines.append(
             f"| {source} | {chosen} | {weights} | {record['submitted']} | {record['oof_score']:.4f} | {scores[source].mean():.4f} | {change} |"
         )

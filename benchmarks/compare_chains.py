@@ -15,8 +15,8 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from oof_distractors import paired, test_scores
 
+from harness import paired_mean_se, per_query_scores
 from pipeline.chain.fuse_run import fuse_models
 from pipeline.chain.model_inputs import ModelInputs
 from pipeline.chain.rerank_step import rerank_options, with_plain_views
@@ -32,7 +32,7 @@ def submission_scores(repo: Path) -> tuple[np.ndarray, list[str]]:
     fused, _ = fuse_models(params.fuse, models, options, repo / params.folds_file(), params.path)
     cache = repo / params.cache()
     query, gallery = open_split(cache, "query").table, open_split(cache, "gallery").table
-    return test_scores(fused.indices, query["label"], gallery["label"]), list(query["image"])
+    return per_query_scores(fused.indices, query["label"], gallery["label"])[0], list(query["image"])
 
 
 def main() -> None:
@@ -43,7 +43,7 @@ def main() -> None:
     (before, ids_before), (after, ids_after) = (submission_scores(r.resolve()) for r in (args.before, args.after))
     if ids_before != ids_after:
         raise SystemExit("the two chains' test queries differ: nothing to pair")
-    print(f"before {before.mean():.4f}, after {after.mean():.4f}, paired difference {paired(after - before)} "
+    print(f"before {before.mean():.4f}, after {after.mean():.4f}, paired difference {paired_mean_se(after - before)} "
           f"({before.size} queries)")
 
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from fuse_significance import paired, single_shot_gallery
+from fuse_significance import single_shot_gallery
 
+from harness import paired_mean_se
 from pipeline.evaluate.reid import reid_per_query
 
 
@@ -49,8 +50,8 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for shot, rows in shots.items():
         (hit_b, ap_b), (hit_a, ap_a) = (per_query(d, query, gallery, rows) for d in (args.before, args.after))
-        print(f"| {shot} | {len(rows)} | {100 * hit_b.mean():.1f} | {100 * hit_a.mean():.1f} | {paired(hit_a - hit_b)} "
-              f"| {100 * ap_b.mean():.1f} | {100 * ap_a.mean():.1f} | {paired(ap_a - ap_b)} |")
+        print(f"| {shot} | {len(rows)} | {100 * hit_b.mean():.1f} | {100 * hit_a.mean():.1f} | {paired_mean_se(hit_a - hit_b)} "
+              f"| {100 * ap_b.mean():.1f} | {100 * ap_a.mean():.1f} | {paired_mean_se(ap_a - ap_b)} |")
 
 
 if __name__ == "__main__":

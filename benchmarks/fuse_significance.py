@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe_machine  # noqa: E402
+from harness import K, describe_machine, paired_mean_se, per_query_scores  # noqa: E402
 
 from pipeline.chain.fuse_run import fuse_models  # noqa: E402
 from pipeline.chain.model_inputs import ModelInputs  # noqa: E402
@@ -41,13 +41,11 @@ from pipeline.chain.rerank_step import rerank_options, stage_lists, with_plain_v
 from pipeline.chain.tuning_set import FOLDS, SINGLE_SHOT, feature_shape  # noqa: E402
 from pipeline.data.folds import read_folds  # noqa: E402
 from pipeline.data.layout import read_split  # noqa: E402
-from pipeline.evaluate.metrics import competition_per_query  # noqa: E402
 from pipeline.infer.store import FeatureSet, ModelFeatures, load_features  # noqa: E402
 from pipeline.core.io_utils import write_text  # noqa: E402
 from pipeline.core.params import StageParams  # noqa: E402
 from pipeline.retrieval.candidates import CandidateLists  # noqa: E402
 
-K = 10
 COMMAND = "nice -n 10 env OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/fuse_significance.py --repo <chain>"
 
 
@@ -86,15 +84,7 @@ def with_gallery(features: ModelFeatures, ids: list[str]) -> ModelFeatures:
 
 def test_scores(lists: CandidateLists, query: pd.DataFrame, gallery: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per test query: 0.5 top-1 + 0.5 AP@10, and the top-1 hit."""
-    ranking = lists.ranking(min(K, lists.indices.shape[1]))
-    result = competition_per_query(ranking, query["label"], gallery["label"], ranking.shape[1])
-    return 0.5 * result.top1 + 0.5 * result.ap, result.top1.astype(np.float64)
-
-
-def paired(diff: np.ndarray) -> str:
-    if not diff.any():
-        return "–"
-    return f"{diff.mean():+.4f} ± {diff.std(ddof=1) / np.sqrt(diff.size):.4f}"
+    return per_query_scores(lists.ranking(min(K, lists.indices.shape[1])), query["label"], gallery["label"])
 
 
 def run_variant(
@@ -129,7 +119,7 @@ def run_variant(
         weights = ", ".join(f"{m} {w:.2f}" for m, w in record["weights"].items())
         lines.append(
             f"| {shape} | {gain_se:g} | {chosen} | {weights} | {record['submitted']} | {record['oof_score']:.4f} | "
-            f"{score.mean():.4f} | {top1.mean():.4f} | {paired(score - baseline)} |"
+            f"{score.mean():.4f} | {top1.mean():.4f} | {paired_mean_se(score - baseline)} |"
         )
     lines += ["", "Every option's test score per model (the test lists do not depend on the tuning set):", ""]
     names = [option.name for option in options]

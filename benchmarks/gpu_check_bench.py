@@ -386,7 +386,7 @@ def _cuda() -> bool:
 def describe() -> str:
     import torch
 
-    from machine import describe_machine
+    from harness import describe_machine
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return describe_machine(gpu=gpu, torch=torch.__version__, numpy=np.__version__)

@@ -23,8 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from machine import describe_machine
-from oof_distractors import K, paired, test_scores
+from harness import K, describe_machine, paired_mean_se, per_query_scores
 
 from pipeline.chain.fuse_run import fuse_models
 from pipeline.chain.joint_rerank import joint_candidates
@@ -63,7 +62,7 @@ def main() -> None:
 
     def per_query(ranking: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         result = competition_per_query(ranking[:, :K], query["label"], gallery["label"], K)
-        return result.top1, result.ap, test_scores(ranking, query["label"], gallery["label"])
+        return result.top1, result.ap, per_query_scores(ranking, query["label"], gallery["label"])[0]
 
     size = lists_record["tuning_set"]
     weights = ", ".join(f"{m} {w:.2f}" for m, w in zip(models, joint["weights"]))
@@ -103,7 +102,7 @@ def main() -> None:
     for label, lists, oof in rows:
         top1, ap, score = per_query(lists.indices)
         lines.append(f"| {label} | {oof:.4f} | {top1.mean():.3f} | {ap.mean():.3f} | {score.mean():.4f} | "
-                     f"{paired(score - reference)} |")
+                     f"{paired_mean_se(score - reference)} |")
     text = "\n".join(lines) + "\n"
     if args.append:
         text = args.out.read_text(encoding="utf-8") + text

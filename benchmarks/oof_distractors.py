@@ -20,22 +20,18 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-from machine import describe_machine
+from harness import describe_machine, paired_mean_se, per_query_scores
 
 from pipeline.chain.fuse_run import fuse_models
 from pipeline.chain.model_inputs import ModelInputs
 from pipeline.chain.rerank_step import model_candidates, rerank_options
 from pipeline.data.cache import open_split
-from pipeline.evaluate.metrics import competition_per_query
 from pipeline.infer.store import ModelFeatures
 from pipeline.core.io_utils import write_text
 from pipeline.core.params import StageParams
 
-K = 10
 COMMAND = "nice -n 10 env OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/oof_distractors.py --repo <chain copy>"
 
 
@@ -45,19 +41,6 @@ def with_distractors(features: ModelFeatures, where: Path) -> ModelFeatures:
         raise SystemExit(f"{where}: {len(features.oof)} folds; this shortcut holds for a single-fold chain only")
     fold = next(iter(features.oof))
     return ModelFeatures(features.query, features.gallery, features.oof, features.foreground, {fold: features.gallery})
-
-
-def test_scores(ranking: np.ndarray, query_labels: Sequence[str], gallery_labels: Sequence[str]) -> np.ndarray:
-    """Per test query: 0.5 top-1 + 0.5 AP@10."""
-    result = competition_per_query(ranking[:, :K], query_labels, gallery_labels, K)
-    return 0.5 * result.top1 + 0.5 * result.ap
-
-
-def paired(diff: np.ndarray) -> str:
-    """Mean ± standard error of a per-query difference; '–' for a row against itself."""
-    if not diff.any():
-        return "–"
-    return f"{diff.mean():+.4f} ± {diff.std(ddof=1) / np.sqrt(diff.size):.4f}"
 
 
 def main() -> None:
@@ -113,20 +96,20 @@ def main() -> None:
             marks = ["*" if option == record["chosen"] else "" for record in (before, after)]
             lines.append(
                 f"| {model} | {option} | {before['oof_scores'][option]:.4f}{marks[0]} | "
-                f"{after['oof_scores'][option]:.4f}{marks[1]} | {test_scores(inputs.lists[option].indices, query['label'], gallery['label']).mean():.4f} |"
+                f"{after['oof_scores'][option]:.4f}{marks[1]} | {per_query_scores(inputs.lists[option].indices, query['label'], gallery['label'])[0].mean():.4f} |"
             )
     lines += [
         "",
         "| tuned on | lists chosen | weights | submitted | out-of-fold | test | test minus without (paired, ± SE) |",
         "|---|---|---|---|---:|---:|---:|",
     ]
-    submitted = {name: test_scores(fused.indices, query["label"], gallery["label"]) for name, (fused, _) in results.items()}
+    submitted = {name: per_query_scores(fused.indices, query["label"], gallery["label"])[0] for name, (fused, _) in results.items()}
     for name, (_, record) in results.items():
         chosen = ", ".join(f"{m}: {e['chosen']}" for m, e in record["options"].items())
         weights = ", ".join(f"{m} {w:.2f}" for m, w in record["weights"].items())
         lines.append(
             f"| OOF {name} distractors | {chosen} | {weights} | {record['submitted']} | "
-            f"{record['oof_score']:.4f} | {submitted[name].mean():.4f} | {paired(submitted[name] - submitted['without'])} |"
+            f"{record['oof_score']:.4f} | {submitted[name].mean():.4f} | {paired_mean_se(submitted[name] - submitted['without'])} |"
         )
     lines += ["", f"Reproduce: copy the chain's files named in the script's docstring, then `{COMMAND}`."]
     write_text(args.out, "\n".join(lines) + "\n")

@@ -142,7 +142,7 @@ def test_stage_writes_folds_csv(tmp_path: Path) -> None:
         (root / image).parent.mkdir(parents=True, exist_ok=True)
         (root / image).write_bytes(b"x")
     write_split(root, "train", train)
-    (tmp_path / "params.yaml").write_text("dataset: {root: src}\ndenoise: {out: clean}\nfolds: {out: out/folds.csv, k: 3, seed: 1}\n")
+    (tmp_path / "params.yaml").write_text("dataset: {root: src}\ndenoise: {out: clean}\nfolds: {out: out/folds.csv, k: 3, seed: 1, label_merge: null}\n")
     done = subprocess.run(
         [sys.executable, str(REPO / "stages" / "folds.py"), "--params", "params.yaml"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,

@@ -23,7 +23,7 @@ from pipeline.chain.rerank_step import rerank_model, rerank_options
 from pipeline.core.config import from_mapping
 from pipeline.core.errors import ConfigError, DataError
 from pipeline.infer.store import FeatureSet, ModelFeatures
-from pipeline.core.sections import FuseConfig, RerankStageConfig
+from pipeline.core.sections import FuseConfig, RerankGrid, RerankStageConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from reference_rerank import euclidean_distances, re_ranking  # noqa: E402
@@ -249,7 +249,7 @@ def test_source_auto_needs_tuning_and_the_grid_is_checked():
 
 
 def test_rerank_options_are_raw_the_configured_setting_then_the_other_grid_settings():
-    cfg = RerankStageConfig(k1=3, k2=1, lambda_value=0.3)
+    cfg = RerankStageConfig(k1=3, k2=1, lambda_value=0.3, grid=RerankGrid())  # no grid: the configured setting only
     assert [o.name for o in rerank_options(cfg)] == ["raw", "reranked"]
     grid = from_mapping(RerankStageConfig, {"k1": 3, "k2": 1, "grid": {"k1": [2, 3], "lambda_value": [0.3, 0.5]}}, "p", "rerank")
     options = rerank_options(grid)

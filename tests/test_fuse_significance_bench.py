@@ -58,7 +58,7 @@ def test_the_benchmark_runs_on_a_tiny_synthetic_chain(tmp_path):
     write_csv(tmp_path / "cache" / "gallery.csv", gallery)
     (tmp_path / "params.yaml").write_text(
         "preprocess: {out: cache}\nfolds: {out: folds.csv}\ntrain: {models: [m, n], folds: [0, 1]}\n"
-        "extract: {out: features}\nrerank: {k1: 3, k2: 1, candidates: 50}\nfuse: {}\n",
+        "extract: {out: features}\nrerank: {k1: 3, k2: 1, candidates: 50, grid: {k1: [], k2: [], lambda_value: []}}\nfuse: {}\n",
         encoding="utf-8",
     )
     out = tmp_path / "report.md"

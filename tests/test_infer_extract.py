@@ -50,7 +50,7 @@ def two_fold_models(tmp_path, monkeypatch) -> tuple[pd.DataFrame, pd.DataFrame, 
 
 def test_fold_models_are_averaged_on_the_test_set_and_score_their_own_held_out_rows(tmp_path, monkeypatch):
     train, folds, models = two_fold_models(tmp_path, monkeypatch)
-    cfg = ExtractConfig(flip=False, device="cpu")
+    cfg = ExtractConfig(scales=(1.0,), flip=False, device="cpu", oof_distractors=False)
     got = extract.extract_model({0: tmp_path / "f0.pt", 1: tmp_path / "f1.pt"}, tmp_path, folds, cfg)
 
     def features(model: ChannelMeans, images: np.ndarray) -> np.ndarray:
@@ -74,8 +74,8 @@ def test_fold_models_are_averaged_on_the_test_set_and_score_their_own_held_out_r
 def test_oof_distractors_are_the_test_gallery_through_each_folds_own_model(tmp_path, monkeypatch):
     _, folds, models = two_fold_models(tmp_path, monkeypatch)
     checkpoints = {0: tmp_path / "f0.pt", 1: tmp_path / "f1.pt"}
-    off = extract.extract_model(checkpoints, tmp_path, folds, ExtractConfig(flip=False, device="cpu"))
-    got = extract.extract_model(checkpoints, tmp_path, folds, ExtractConfig(flip=False, device="cpu", oof_distractors=True))
+    off = extract.extract_model(checkpoints, tmp_path, folds, ExtractConfig(scales=(1.0,), flip=False, device="cpu", oof_distractors=False))
+    got = extract.extract_model(checkpoints, tmp_path, folds, ExtractConfig(scales=(1.0,), flip=False, device="cpu", oof_distractors=True))
     assert off.distractors == {} and sorted(got.distractors) == [0, 1]
     gallery = np.load(tmp_path / "gallery.npy")
     x = (torch.from_numpy(gallery).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.25

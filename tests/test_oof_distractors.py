@@ -17,7 +17,7 @@ from pipeline.chain.rerank_step import model_candidates, rerank_model, rerank_op
 from pipeline.core.errors import DataError
 from pipeline.infer.store import FeatureSet, ModelFeatures, load_features, save_features
 from pipeline.retrieval.candidates import CandidateLists
-from pipeline.core.sections import FuseConfig, RerankStageConfig
+from pipeline.core.sections import FuseConfig, RerankGrid, RerankStageConfig
 
 RAW_ONLY = rerank_options(RerankStageConfig(enabled=False))  # raw, reranked (no re-ranking)
 
@@ -83,7 +83,7 @@ def test_oof_lists_index_the_held_out_gallery_then_the_distractors():
     distractors = features.distractors[0].features.copy()
     distractors[1] = features.oof[0][0].features[0]
     features = ModelFeatures(features.query, features.gallery, features.oof, distractors={0: FeatureSet(distractors, ["g0", "g1", "g2"])})
-    cfg = RerankStageConfig(k1=2, k2=1)
+    cfg = RerankStageConfig(k1=2, k2=1, grid=RerankGrid())
     sets = rerank_model(features, cfg)
     assert sets["oof0_raw"].indices.shape == (2, 5) and sets["oof0_raw"].indices[0, 0] == 3
     assert sets["oof0_raw"].values[0, 0] == pytest.approx(0.0, abs=1e-6)

@@ -131,7 +131,9 @@ class FoldsConfig:
     k: int = 5
     seed: int = 0
     query_fraction: float = 0.2
-    label_merge: str | None = None  # a reviewed CSV label,merged_into (pipeline/data/label_merge.py)
+    # a reviewed CSV label,merged_into (pipeline/data/label_merge.py); the folds stage's DVC dependency,
+    # so the chain names a file (header only: no merges); null outside DVC
+    label_merge: str | None = "configs/label_merge.csv"
 
     def validate(self) -> None:
         if not self.out:
