@@ -29,7 +29,7 @@ import torch
 from bench_demo_calibration import clean_view
 from harness import describe_machine
 
-from pipeline.chain.evaluate_step import draw_foreground
+from pipeline.chain.score_table import draw_foreground
 from pipeline.data.cache import build_cache, open_split
 from pipeline.demo.generate import DemoConfig, generate_demo
 from pipeline.data.layout import read_split, write_split

@@ -1,7 +1,7 @@
 """Two finished chains' submissions on the same test split, paired per query.
 
 Each chain's fused test lists are recomputed through the fuse stage's own code
-(fuse_run.fuse_models) from its stored features and rerank lists, so both go through the same
+(fuse.fuse_models) from its stored features and rerank lists, so both go through the same
 fuse code whatever version wrote their fused.npz; printed: each chain's
 test score (0.5 top-1 + 0.5 AP@10 per query, averaged) and the paired per-query difference
 with its standard error. The recorded use (benchmarks/results/runs_grocery.md):
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from harness import paired_mean_se, per_query_scores
-from pipeline.chain.fuse_run import fuse_models
+from pipeline.chain.fuse import fuse_models
 from pipeline.chain.model_inputs import ModelInputs
-from pipeline.chain.rerank_step import rerank_options, with_plain_views
+from pipeline.chain.rerank import rerank_options, with_plain_views
 from pipeline.data.cache import open_split
 from pipeline.core.params import StageParams
 

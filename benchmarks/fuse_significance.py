@@ -3,7 +3,7 @@
 For the chain's test set as it is and for its single-shot version (each gallery identity keeps
 one image, from another camera than its queries' where it has one; the test labels are read
 here to build it and to score, never by the chain's code), the rerank and fuse stages' own code
-(rerank_step.stage_lists, fuse_run.fuse_models) is run from the stored features for each tuning
+(rerank.stage_lists, fuse.fuse_models) is run from the stored features for each tuning
 set shape (``folds``: the held-out roles of folds.csv; ``single_shot``) and each ``min_gain_se``
 (0: the old rule, any out-of-fold gain; ``--k``: the significance rule), and every submission is
 scored on that test set (0.5 top-1 + 0.5 mAP@10, and rank-1), with its paired difference to the
@@ -35,9 +35,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import K, describe_machine, paired_mean_se, per_query_scores  # noqa: E402
 
-from pipeline.chain.fuse_run import fuse_models  # noqa: E402
+from pipeline.chain.fuse import fuse_models  # noqa: E402
 from pipeline.chain.model_inputs import ModelInputs  # noqa: E402
-from pipeline.chain.rerank_step import rerank_options, stage_lists, with_plain_views  # noqa: E402
+from pipeline.chain.rerank import rerank_options, stage_lists, with_plain_views  # noqa: E402
 from pipeline.chain.tuning_set import FOLDS, SINGLE_SHOT, feature_shape  # noqa: E402
 from pipeline.data.folds import read_folds  # noqa: E402
 from pipeline.data.layout import read_split  # noqa: E402

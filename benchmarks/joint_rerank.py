@@ -1,7 +1,7 @@
 """Fuse then re-rank once (fuse.joint_rerank) against re-rank then fuse, on a finished chain.
 
 Read only: the chain's stored features and rerank lists go through the fuse stage's own code
-(fuse_run.fuse_models) twice, with ``fuse.joint_rerank`` off and on; the joint re-ranking
+(fuse.fuse_models) twice, with ``fuse.joint_rerank`` off and on; the joint re-ranking
 (pipeline/chain/joint_rerank.py) re-ranks the tuned mix's joint features with every rerank
 option, test set and out-of-fold sets alike. Reported: each joint option's pooled out-of-fold
 score beside its test score, then both submissions' out-of-fold and test scores (top-1,
@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 from harness import K, describe_machine, paired_mean_se, per_query_scores
 
-from pipeline.chain.fuse_run import fuse_models
+from pipeline.chain.fuse import fuse_models
 from pipeline.chain.joint_rerank import joint_candidates
 from pipeline.chain.model_inputs import ModelInputs
-from pipeline.chain.rerank_step import rerank_options
+from pipeline.chain.rerank import rerank_options
 from pipeline.data.cache import open_split
 from pipeline.evaluate.metrics import competition_per_query
 from pipeline.core.io_utils import write_text

@@ -5,8 +5,8 @@ gallery features the extract stage stored are that fold model's own (the mean of
 normalised features is those features), which is exactly what ``extract.oof_distractors: true``
 would store as the fold's distractors, so no re-extraction is needed. For each model, the
 out-of-fold lists of every rerank option are recomputed against held-out gallery + distractors
-(rerank_step.model_candidates over ModelFeatures.oof_gallery); the fuse stage's own code
-(fuse_run.fuse_models) then scores the options and tunes the weights, once on the chain's stored
+(rerank.model_candidates over ModelFeatures.oof_gallery); the fuse stage's own code
+(fuse.fuse_models) then scores the options and tunes the weights, once on the chain's stored
 lists (no distractors) and once on these. Each option's test score and each submission's test
 score stand beside them. Writes benchmarks/results/oof_distractors.md. The recorded run:
 
@@ -24,9 +24,9 @@ from pathlib import Path
 
 from harness import describe_machine, paired_mean_se, per_query_scores
 
-from pipeline.chain.fuse_run import fuse_models
+from pipeline.chain.fuse import fuse_models
 from pipeline.chain.model_inputs import ModelInputs
-from pipeline.chain.rerank_step import model_candidates, rerank_options
+from pipeline.chain.rerank import model_candidates, rerank_options
 from pipeline.data.cache import open_split
 from pipeline.infer.store import ModelFeatures
 from pipeline.core.io_utils import write_text

@@ -17,7 +17,7 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from pipeline.chain.fuse_step import configured_weights
+from pipeline.chain.oof_fusion import configured_weights
 from pipeline.core.config import read_yaml
 from pipeline.data.layout import read_split, split_path
 from pipeline.core.errors import ConfigError

@@ -9,24 +9,15 @@ fuse.json records the choice, every option's out-of-fold score and the tuning se
 
 from __future__ import annotations
 
-from pipeline.chain.fuse_run import fuse_models
-from pipeline.chain.model_inputs import ModelInputs
-from pipeline.chain.rerank_step import rerank_options, with_plain_views
+from pipeline.chain import fuse
 from pipeline.core.cli import run_stage, stage_parser
-from pipeline.core.io_utils import write_json
 from pipeline.core.params import StageParams
-from pipeline.retrieval.candidates import save_candidate_sets
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = stage_parser(__doc__).parse_args(argv)
-    params = StageParams(args.params)
-    cfg = params.fuse
-    models = {m: ModelInputs.read(params.candidates(m), params.features(m)) for m in params.train.models}
-    options = with_plain_views(rerank_options(params.rerank), params.extract.plain_views)
-    fused, record = fuse_models(cfg, models, options, params.folds_file(), args.params, joint=params.rerank)
-    save_candidate_sets(cfg.out, {"fused": fused})
-    write_json(cfg.weights_out, record)
+    parser = stage_parser(__doc__)
+    args = parser.parse_args(argv)
+    fuse.run(StageParams(args.params))
 
 
 if __name__ == "__main__":

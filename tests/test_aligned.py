@@ -191,7 +191,7 @@ def test_recipe_with_a_local_loss_but_no_local_branch_names_both_keys(tmp_path):
 
 
 def test_global_plus_local_retrieval_without_local_features_is_a_clear_error():
-    from pipeline.chain.rerank_step import RerankStageConfig, model_candidates
+    from pipeline.chain.rerank import RerankStageConfig, model_candidates
     from pipeline.core.errors import DataError
     from pipeline.infer.store import FeatureSet
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from pipeline.retrieval.candidates import CandidateLists, load_candidate_sets, save_candidate_sets
-from pipeline.chain.fuse_step import configured_weights, fuse_lists, oof_labels, tune_weights_on_folds
+from pipeline.chain.oof_fusion import configured_weights, fuse_lists, oof_labels, tune_weights_on_folds
 from pipeline.core.errors import ConfigError, DataError
 from pipeline.infer.store import FeatureSet, ModelFeatures, load_features, save_features
 from pipeline.core.sections import FuseConfig

@@ -122,7 +122,7 @@ def test_masks_are_stored_with_the_features_and_drawn(tmp_path):
 
 
 def test_report_picture_is_written(tmp_path):
-    from pipeline.chain.evaluate_step import draw_foreground
+    from pipeline.chain.score_table import draw_foreground
 
     images = np.random.default_rng(0).integers(0, 256, size=(3, 12, 12, 3), dtype=np.uint8)
     masks = np.zeros((3, 4, 4), dtype=bool)

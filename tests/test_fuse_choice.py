@@ -18,8 +18,8 @@ from pipeline.chain.fuse_choice import (
     chosen_options,
     tuning_set_size,
 )
-from pipeline.chain.fuse_step import fuse_lists, pooled_score, tune_weights_on_folds
-from pipeline.chain.rerank_step import rerank_model, rerank_options
+from pipeline.chain.oof_fusion import fuse_lists, pooled_score, tune_weights_on_folds
+from pipeline.chain.rerank import rerank_model, rerank_options
 from pipeline.core.config import from_mapping
 from pipeline.core.errors import ConfigError, DataError
 from pipeline.infer.store import FeatureSet, ModelFeatures

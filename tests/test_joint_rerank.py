@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.chain.fuse_run import fuse_models
+from pipeline.chain.fuse import fuse_models
 from pipeline.chain.joint_rerank import choose_joint, joint_features
 from pipeline.chain.model_inputs import ModelInputs
-from pipeline.chain.fuse_step import oof_labels
-from pipeline.chain.rerank_step import rerank_model, rerank_options
+from pipeline.chain.oof_fusion import oof_labels
+from pipeline.chain.rerank import rerank_model, rerank_options
 from pipeline.data.folds import read_folds
 from pipeline.core.errors import DataError
 from pipeline.infer.store import FeatureSet, ModelFeatures

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from pipeline.chain.fuse_choice import tuning_set_size
-from pipeline.chain.fuse_run import fuse_models, oof_folds
-from pipeline.chain.fuse_step import oof_labels
+from pipeline.chain.fuse import fuse_models, oof_folds
+from pipeline.chain.oof_fusion import oof_labels
 from pipeline.chain.model_inputs import ModelInputs
-from pipeline.chain.rerank_step import model_candidates, rerank_model, rerank_options
+from pipeline.chain.rerank import model_candidates, rerank_model, rerank_options
 from pipeline.core.errors import DataError
 from pipeline.infer.store import FeatureSet, ModelFeatures, load_features, save_features
 from pipeline.retrieval.candidates import CandidateLists

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from pipeline.retrieval.candidates import CandidateLists
-from pipeline.chain.evaluate_step import Truth, score_lists
+from pipeline.chain.score_table import Truth, score_lists
 from pipeline.denoise.dataset import denoise_dataset
 from pipeline.data.images import write_image
 from pipeline.data.layout import read_split

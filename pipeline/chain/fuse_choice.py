@@ -1,7 +1,7 @@
 """What the tuned fuse stage submits: per model an option, then weights, never worse than one model.
 
 Per model, every option (raw lists, or re-ranked with one k1 / k2 / lambda setting, on the TTA
-or the single-view features; see rerank_step) is scored per query on the pooled out-of-fold
+or the single-view features; see rerank) is scored per query on the pooled out-of-fold
 lists. The default is the model's first option, its TTA 'raw' lists in the rerank stage's order;
 another option is taken only where its paired gain over the default passes gain_test's test
 (mean > fuse.min_gain_se standard errors), the best-scoring of those that pass. The weights are
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.retrieval.candidates import CandidateLists
-from pipeline.chain.fuse_step import fuse_lists, pooled_per_query, tune_weights_on_folds
+from pipeline.chain.oof_fusion import fuse_lists, pooled_per_query, tune_weights_on_folds
 from pipeline.chain.gain_test import GainTest, OptionChoice, choose_option, paired_gain
 from pipeline.core.errors import DataError
 
@@ -43,7 +43,7 @@ class TuningSetSize:
 
 
 def tuning_set_size(labels: FoldLabels, distractors: Mapping[int, int] | None = None) -> TuningSetSize:
-    """``labels[f]``'s gallery ends with ``distractors[f]`` distractor labels (fuse_step.oof_labels),
+    """``labels[f]``'s gallery ends with ``distractors[f]`` distractor labels (oof_fusion.oof_labels),
     counted apart from the held-out gallery and its identities."""
     distractors = {fold: (distractors or {}).get(fold, 0) for fold in labels}
     identities = set()

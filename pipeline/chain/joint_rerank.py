@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.chain.fuse_step import pooled_per_query
-from pipeline.chain.rerank_step import rerank_model, rerank_options
+from pipeline.chain.oof_fusion import pooled_per_query
+from pipeline.chain.rerank import rerank_model, rerank_options
 from pipeline.core.errors import DataError
 from pipeline.infer.store import FeatureSet, ModelFeatures
 from pipeline.retrieval.candidates import CandidateLists
@@ -66,7 +66,7 @@ def joint_candidates(
 @dataclass(frozen=True)
 class JointChoice:
     """The joint re-ranking's out-of-fold scores per option, its best option, that option's test
-    lists and its per-query out-of-fold scores (fuse_step.pooled_per_query order)."""
+    lists and its per-query out-of-fold scores (oof_fusion.pooled_per_query order)."""
 
     weights: list[float]
     option_scores: dict[str, float]

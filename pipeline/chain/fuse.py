@@ -10,17 +10,21 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.chain.fuse_choice import choice_record, choice_table, choose_fusion, describe_test, tuning_set_size
-from pipeline.chain.fuse_step import configured_weights, fuse_lists, oof_labels
+from pipeline.chain.oof_fusion import configured_weights, fuse_lists, oof_labels
 from pipeline.chain.gain_test import paired_gain
 from pipeline.chain.joint_rerank import JointChoice, choose_joint
 from pipeline.chain.model_inputs import ModelInputs
-from pipeline.chain.rerank_step import RerankOption
+from pipeline.chain.rerank import RerankOption
 from pipeline.chain.tuning_set import feature_shape, tuning_features
 from pipeline.data.folds import read_folds
 from pipeline.core.errors import DataError
 from pipeline.retrieval.candidates import CandidateLists, named_set
 from pipeline.retrieval.validate import check_same_ids
 from pipeline.core.sections import FuseConfig, RerankStageConfig
+from pipeline.chain.rerank import rerank_options, with_plain_views
+from pipeline.core.io_utils import write_json
+from pipeline.core.params import StageParams
+from pipeline.retrieval.candidates import save_candidate_sets
 
 log = logging.getLogger("fuse")
 
@@ -76,7 +80,7 @@ def fuse_models(
 ) -> tuple[CandidateLists, dict[str, Any]]:
     """The fused test lists and the fuse.json record, for the models in ``train.models`` order.
 
-    ``options``: the rerank options each model's lists hold (rerank_step.rerank_options);
+    ``options``: the rerank options each model's lists hold (rerank.rerank_options);
     ``folds_file`` is read only when tuning, where each model's held-out sets are first put in
     the shape ``fuse.tuning_shape`` asks for (tuning_set.py, as the rerank stage did before
     ranking them); ``params_file`` names the file in config errors.
@@ -144,3 +148,13 @@ def _try_joint(
     joint_choice = choose_joint([inputs.features for inputs in models.values()], weights, cfg, labels)
     log.info("fuse, then re-rank once (weights %s), out of fold:\n%s", [round(w, 2) for w in weights], joint_choice.table())
     return joint_choice
+
+
+def run(params: StageParams) -> None:
+    """The fuse stage: the fused test lists (fuse.out) and what was chosen (fuse.weights_out)."""
+    cfg = params.fuse
+    models = {m: ModelInputs.read(params.candidates(m), params.features(m)) for m in params.train.models}
+    options = with_plain_views(rerank_options(params.rerank), params.extract.plain_views)
+    fused, record = fuse_models(cfg, models, options, params.folds_file(), params.path, joint=params.rerank)
+    save_candidate_sets(cfg.out, {"fused": fused})
+    write_json(cfg.weights_out, record)

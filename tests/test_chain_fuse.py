@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.chain.fuse_run import fuse_models, oof_folds
+from pipeline.chain.fuse import fuse_models, oof_folds
 from pipeline.chain.model_inputs import ModelInputs
-from pipeline.chain.rerank_step import rerank_options
+from pipeline.chain.rerank import rerank_options
 from pipeline.core.errors import ConfigError, DataError
 from pipeline.infer.store import FeatureSet, ModelFeatures
 from pipeline.retrieval.candidates import CandidateLists

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.chain.rerank_step import PLAIN, rerank_model, rerank_options, with_plain_views
+from pipeline.chain.rerank import PLAIN, rerank_model, rerank_options, with_plain_views
 from pipeline.core.config import from_mapping
 from pipeline.core.errors import ConfigError, DataError
 from pipeline.infer.store import FeatureSet, ModelFeatures

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import numpy as np
 import pandas as pd
 
 from pipeline.chain.tuning_set import tuning_features
@@ -23,6 +22,10 @@ from pipeline.retrieval.candidates import CandidateLists
 from pipeline.retrieval.retrieve import nearest, retrieve_checked
 from pipeline.retrieval.validate import check_pair
 from pipeline.core.sections import RerankStageConfig
+from pipeline.core.params import StageParams
+from pipeline.data.folds import read_folds
+from pipeline.infer.store import load_features
+from pipeline.retrieval.candidates import save_candidate_sets
 
 RAW = "raw"
 CONFIGURED = "reranked"
@@ -120,3 +123,12 @@ def stage_lists(
     if plain is not None:
         sets.update(rerank_model(tuning_features(plain, folds, shape), cfg, prefix=PLAIN))
     return sets
+
+
+def run(params: StageParams, model: str) -> None:
+    """The rerank stage for ``model``: every option's lists, written to ``params.candidates(model)``."""
+    features = params.features(model)
+    # with extract.plain_views, the same options on the single-view features, as 'plain_<option>'
+    plain = load_features(features / "plain") if params.extract.plain_views else None
+    sets = stage_lists(load_features(features), plain, read_folds(params.folds_file()), params.rerank, params.fuse.tuning_shape)
+    save_candidate_sets(params.candidates(model), sets)

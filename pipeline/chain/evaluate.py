@@ -9,13 +9,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.chain.evaluate_step import Truth, draw_foreground, draw_ranklists, score_centroids, score_lists, score_raw_features, split_cmc
+from pipeline.chain.score_table import Truth, draw_foreground, draw_ranklists, score_centroids, score_lists, score_raw_features, split_cmc
 from pipeline.chain.model_inputs import ModelInputs
 from pipeline.evaluate.metrics import competition_scores, metrics_table, write_metrics
 from pipeline.evaluate.plots import plot_cmc, write_cmc_plot_data
 from pipeline.core.io_utils import atomic_dir, write_text
 from pipeline.retrieval.candidates import CandidateLists, named_set
 from pipeline.core.sections import EvaluateConfig
+from pipeline.chain.fuse_choice import chosen_options
+from pipeline.core.params import StageParams
+from pipeline.data.cache import open_split
+from pipeline.data.self_match import recorded_pairs
+from pipeline.evaluate.submission import read_submission
+from pipeline.retrieval.candidates import load_candidate_sets
 
 log = logging.getLogger("evaluate")
 
@@ -79,3 +85,25 @@ def write_scores(
     write_cmc_plot_data(cfg.cmc, curves)
     write_metrics(cfg.out, scalars, camera_filter=cfg.camera_filter, k=cfg.k, self_matches_excluded=len(truth.excluded))
     log.info("scores:\n%s", metrics_table(scalars))
+
+
+def run(params: StageParams) -> None:
+    """The evaluate stage: every row of the score table, written with its curves and pictures;
+    an unlabelled test set gets a note instead."""
+    cfg, models = params.evaluate, params.train.models
+    fused = load_candidate_sets(params.fuse.out)["fused"]
+    chosen = chosen_options(params.fuse.weights_out, models)
+    query, gallery = open_split(params.cache(), "query"), open_split(params.cache(), "gallery")
+    if "label" not in query.table or "label" not in gallery.table:
+        write_unscored(cfg)
+        return
+    own = recorded_pairs(params.denoised(), query.table["image"], gallery.table["image"])
+    truth = Truth(query.table, gallery.table, own)
+    inputs = {m: ModelInputs.read(params.candidates(m), params.features(m)) for m in models}
+    rows = score_models(inputs, chosen, truth, cfg)
+    rows["fused"] = score_lists(fused, truth, cfg)
+    submit = params.submit
+    submitted = read_submission(submit.out, query.table["image"].tolist(), gallery.table["image"].tolist(), submit.length)
+    rows["submission"] = score_submission(submitted, submit.length, truth, cfg)
+    masks = {m: i.features.foreground for m, i in inputs.items() if i.features.foreground is not None}
+    write_scores(cfg, rows, fused, truth, RankListImages(query.images, gallery.images), masks)

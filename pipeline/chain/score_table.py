@@ -1,5 +1,6 @@
-"""The evaluate stage: the score table (each model, each model re-ranked, the fused
-submission), CMC curves and rank-list pictures of the best and worst queries."""
+"""The pieces of the evaluate stage's work (chain/evaluate.py): the score of a set of lists
+or features against the test labels, CMC curves, and rank-list pictures of the best and worst
+queries."""
 
 from __future__ import annotations
 

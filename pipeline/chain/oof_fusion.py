@@ -1,11 +1,9 @@
-"""The fuse stage: one ranking from every model's candidate lists.
-
-Weights come from params.yaml, or, with ``tune: true``, from a grid search over the weight
-simplex that maximises the pooled validation score (0.5 top-1 + 0.5 mAP@10) of the fused
-out-of-fold lists: every fold's held-out queries, each ranked against its own fold's gallery
-(followed by the fold's distractors, with extract.oof_distractors), scored together as one set
-(fold validation sets of a few dozen identities are too noisy to score one by one). The chosen
-weights are recorded either way.
+"""Fusion on the out-of-fold lists, the pieces the fuse stage (chain/fuse.py) tunes with:
+weighted distance fusion or rank voting of candidate lists, and the pooled score of every fold's
+held-out queries (0.5 top-1 + 0.5 mAP@10), each ranked against its own fold's gallery (followed
+by the fold's distractors, with extract.oof_distractors), scored together as one set (fold
+validation sets of a few dozen identities are too noisy to score one by one); the weight search
+over the simplex by that score; the held-out labels by image id.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.chain.evaluate_run import RankListImages, score_models, score_submission, write_scores, write_unscored
-from pipeline.chain.evaluate_step import Truth, draw_ranklists, score_centroids, score_lists, score_raw_features, split_cmc
+from pipeline.chain.evaluate import RankListImages, score_models, score_submission, write_scores, write_unscored
+from pipeline.chain.score_table import Truth, draw_ranklists, score_centroids, score_lists, score_raw_features, split_cmc
 from pipeline.chain.model_inputs import ModelInputs
 from pipeline.infer.store import FeatureSet, ModelFeatures
 from pipeline.retrieval.candidates import CandidateLists
