@@ -28,7 +28,7 @@ from pipeline.chain.fuse import fuse_models
 from pipeline.chain.model_inputs import ModelInputs
 from pipeline.chain.rerank import model_candidates, rerank_options
 from pipeline.data.cache import open_split
-from pipeline.infer.store import ModelFeatures
+from pipeline.infer.store import ModelFeatures, oof_name
 from pipeline.core.io_utils import write_text
 from pipeline.core.params import StageParams
 
@@ -63,7 +63,7 @@ def main() -> None:
         for fold, (held_out_query, _) in crowded.oof.items():
             tuning_gallery, _ = crowded.oof_gallery(fold)
             oof = model_candidates(held_out_query, tuning_gallery, params.rerank, f"{model} fold {fold}")
-            lists.update({f"oof{fold}_{name}": candidates for name, candidates in oof.items()})
+            lists.update({oof_name(fold, name): candidates for name, candidates in oof.items()})
         runs["without"][model] = plain
         runs["with"][model] = ModelInputs(lists, plain.lists_path, crowded, plain.features_path)
     rerank_seconds = time.perf_counter() - started

@@ -25,6 +25,7 @@ from pipeline.chain.rerank import rerank_options, with_plain_views
 from pipeline.core.io_utils import write_json
 from pipeline.core.params import StageParams
 from pipeline.retrieval.candidates import save_candidate_sets
+from pipeline.infer.store import oof_name
 
 log = logging.getLogger("fuse")
 
@@ -97,7 +98,7 @@ def fuse_models(
         reference = models[names[0]].features
         folds = oof_folds(models)
         oof = [
-            {o.name: {f: named_set(inputs.lists, f"oof{f}_{o.name}", inputs.lists_path) for f in folds} for o in options}
+            {o.name: {f: named_set(inputs.lists, oof_name(f, o.name), inputs.lists_path) for f in folds} for o in options}
             for inputs in models.values()
         ]
         ids = {f: (reference.oof[f][0].ids, reference.oof[f][1].ids) for f in folds}

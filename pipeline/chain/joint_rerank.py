@@ -22,7 +22,7 @@ import numpy as np
 from pipeline.chain.oof_fusion import pooled_per_query
 from pipeline.chain.rerank import rerank_model, rerank_options
 from pipeline.core.errors import DataError
-from pipeline.infer.store import FeatureSet, ModelFeatures
+from pipeline.infer.store import FeatureSet, ModelFeatures, oof_name
 from pipeline.retrieval.candidates import CandidateLists
 from pipeline.core.sections import RerankStageConfig
 
@@ -101,7 +101,7 @@ def choose_joint(
     the fuse stage scores a model's options; ties go to the earlier option)."""
     sets = joint_candidates(models, weights, cfg)
     per_query = {
-        option.name: pooled_per_query({fold: sets[f"oof{fold}_{option.name}"] for fold in labels}, labels)
+        option.name: pooled_per_query({fold: sets[oof_name(fold, option.name)] for fold in labels}, labels)
         for option in rerank_options(cfg)
     }
     scores = {option: float(values.mean()) for option, values in per_query.items()}

@@ -17,7 +17,7 @@ import pandas as pd
 
 from pipeline.chain.tuning_set import tuning_features
 from pipeline.core.errors import DataError, PipelineError
-from pipeline.infer.store import FeatureSet, ModelFeatures
+from pipeline.infer.store import FeatureSet, ModelFeatures, oof_name
 from pipeline.retrieval.candidates import CandidateLists
 from pipeline.retrieval.retrieve import nearest, retrieve_checked
 from pipeline.retrieval.validate import check_pair
@@ -109,7 +109,7 @@ def rerank_model(features: ModelFeatures, cfg: RerankStageConfig, prefix: str = 
     for fold, (query, _) in sorted(features.oof.items()):
         gallery, _ = features.oof_gallery(fold)  # with extract.oof_distractors: held-out gallery + distractors
         oof = model_candidates(query, gallery, cfg, f"fold {fold} out-of-fold set")
-        sets.update({f"oof{fold}_{prefix}{name}": lists for name, lists in oof.items()})
+        sets.update({oof_name(fold, prefix + name): lists for name, lists in oof.items()})
     return sets
 
 

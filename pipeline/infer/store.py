@@ -26,7 +26,13 @@ from pipeline.core.io_utils import atomic_dir
 from pipeline.retrieval.validate import check_features
 
 _OOF_FILE = re.compile(r"^oof(\d+)_query\.npy$")
-_DISTRACTORS = "oof{fold}_distractors"
+
+
+def oof_name(fold: int, name: str) -> str:
+    """The one spelling of a fold's out-of-fold set: features ('query', 'gallery', 'distractors')
+    and candidate lists (an option's name) alike, e.g. 'oof0_query', 'oof1_reranked'."""
+    return f"oof{fold}_{name}"
+
 _FOREGROUND = "foreground_masks.npy"
 
 
@@ -88,10 +94,10 @@ class ModelFeatures:
 def _sets(features: ModelFeatures) -> dict[str, FeatureSet]:
     named = {"query": features.query, "gallery": features.gallery}
     for fold, (query, gallery) in sorted(features.oof.items()):
-        named[f"oof{fold}_query"] = query
-        named[f"oof{fold}_gallery"] = gallery
+        named[oof_name(fold, "query")] = query
+        named[oof_name(fold, "gallery")] = gallery
     for fold, distractors in sorted(features.distractors.items()):
-        named[_DISTRACTORS.format(fold=fold)] = distractors
+        named[oof_name(fold, "distractors")] = distractors
     return named
 
 
@@ -131,8 +137,8 @@ def load_features(directory: str | Path) -> ModelFeatures:
     masks = directory / _FOREGROUND
     folds = sorted(int(m.group(1)) for p in directory.glob("oof*_query.npy") if (m := _OOF_FILE.match(p.name)))
     query, gallery = _load_set(directory, "query"), _load_set(directory, "gallery")
-    oof = {f: (_load_set(directory, f"oof{f}_query"), _load_set(directory, f"oof{f}_gallery")) for f in folds}
-    names = {f: _DISTRACTORS.format(fold=f) for f in folds}
+    oof = {f: (_load_set(directory, oof_name(f, "query")), _load_set(directory, oof_name(f, "gallery"))) for f in folds}
+    names = {f: oof_name(f, "distractors") for f in folds}
     distractors = {f: _load_set(directory, name) for f, name in names.items() if (directory / f"{name}.npy").is_file()}
     foreground = np.load(masks, allow_pickle=False) if masks.is_file() else None
     try:
