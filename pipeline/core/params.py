@@ -173,7 +173,7 @@ class StageParams:
         return _existing(paths, "adapted checkpoints (adapt.models lists the model: run `dvc repro adapt/dvc.yaml`)")
 
     def onnx(self, model: str, fold: int) -> Path:
-        """One fold model's exported embedding graph (the export stage's output)."""
+        """One fold model's exported embedding graph (the extract stage writes it when onnxruntime extracts)."""
         return Path(self.export.out) / model / f"fold{fold}.onnx"
 
     def mutual_dir(self, pair: str) -> Path:

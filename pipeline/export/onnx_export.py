@@ -40,7 +40,7 @@ class EmbeddingGraph(torch.nn.Module):
 def export_embedding(model: ReIDModel, meta: dict[str, Any], path: Path, opset: int) -> None:
     """Trace ``model`` (eval mode) into ``path``, with ``meta`` stored as JSON metadata.
 
-    ``path`` is written in place: callers pass a temporary name (see ``stages/export.py``).
+    ``path`` is written in place: callers pass a temporary name (see ``pipeline/export/folds.py``).
     """
     graph = EmbeddingGraph(model).eval()  # the exporter traces in the module's own mode
     height, width = height_width(meta["input_size"])

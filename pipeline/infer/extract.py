@@ -47,7 +47,7 @@ def extract_model(
     with ``cfg.oof_distractors``, each fold model's test-gallery features as its fold's distractors.
 
     ``load(path, device)`` gives a fold's model (anything with ``embed``) and its meta: a
-    checkpoint's by default, an ONNX file's through onnxruntime with ``extract.engine: onnx``.
+    checkpoint's by default, an ONNX file's through onnxruntime (``pipeline/infer/engine.py``: ``extract.engine`` auto or onnx).
     """
     load = load or load_trained_model
     device = resolve_device(cfg.device, "extract.device")

@@ -1,7 +1,7 @@
 """The embedding model of an exported ONNX file, run by onnxruntime on the CPU.
 
 ``OnnxEmbedder`` offers the one method TTA extraction calls, ``embed``, so ``extract_features``
-runs the same views through onnxruntime as through PyTorch (``extract.engine: onnx``).
+runs the same views through onnxruntime as through PyTorch (``extract.engine`` auto or onnx, pipeline/infer/engine.py).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def open_session(path: str | Path, threads: int = 0) -> ort.InferenceSession:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own exception types for a bad file
         if not Path(path).is_file():
-            raise DataError(f"{path}: ONNX model not found (run the export stage first)") from error
+            raise DataError(f"{path}: ONNX model not found (the extract stage exports it)") from error
         raise DataError(f"{path}: not a loadable ONNX model ({error})") from error
 
 
@@ -57,5 +57,5 @@ def load_onnx_model(path: str | Path, device: str = "cpu") -> tuple[OnnxEmbedder
     session = open_session(path)
     meta_json = session.get_modelmeta().custom_metadata_map.get(META_KEY)
     if meta_json is None:
-        raise DataError(f"{path}: no '{META_KEY}' metadata (not written by the export stage)")
+        raise DataError(f"{path}: no '{META_KEY}' metadata (not written by pipeline/export)")
     return OnnxEmbedder(session), json.loads(meta_json)
