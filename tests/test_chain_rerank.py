@@ -1,4 +1,4 @@
-"""The rerank stage's library step: option names, lists per option, checks run once."""
+"""The rerank stage's library step: option names, lists per option, errors that name the set."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pipeline.chain.rerank import PLAIN, rerank_model, rerank_options, with_plai
 from pipeline.core.config import from_mapping
 from pipeline.core.errors import ConfigError, DataError
 from pipeline.infer.store import FeatureSet, ModelFeatures
-from pipeline.retrieval import expansion, rerank, search, validate
 from pipeline.retrieval.rerank import k_reciprocal_rerank
 from pipeline.retrieval.search import rank_from_distance
 from pipeline.core.sections import ExtractConfig, RerankGrid, RerankStageConfig
@@ -56,27 +55,6 @@ def test_lists_match_brute_force_cosine_and_the_exact_reranking():
     oq, og = model.oof[0]
     full = k_reciprocal_rerank(oq.features, og.features, 4, 2, 0.3)
     np.testing.assert_array_equal(sets["oof0_reranked"].indices, rank_from_distance(full, 15))
-
-
-def test_features_and_knobs_are_checked_once_per_feature_set(monkeypatch):
-    cfg = from_mapping(RerankStageConfig, {"k1": 4, "k2": 2, "grid": {"k1": [3, 4], "k2": [1, 2]}}, "params.yaml", "rerank")
-    feature_checks, knob_checks = [], []
-    real_check, real_knobs = validate.check_features, rerank.check_rerank_params
-
-    def counted_check(name, array):
-        feature_checks.append(name)
-        return real_check(name, array)
-
-    def counted_knobs(*args, **kwargs):
-        knob_checks.append(args)
-        return real_knobs(*args, **kwargs)
-
-    for module in (validate, search, expansion):
-        monkeypatch.setattr(module, "check_features", counted_check)
-    monkeypatch.setattr(rerank, "check_rerank_params", counted_knobs)
-    rerank_model(features(oof_folds=()), cfg)
-    assert feature_checks == ["query", "gallery"]  # five options, one check of each input
-    assert knob_checks == []  # checked when the config was read
 
 
 def test_bad_features_name_the_set_and_a_bad_grid_is_a_config_error():

@@ -19,7 +19,8 @@ from pipeline.chain.tuning_set import tuning_features
 from pipeline.core.errors import DataError, PipelineError
 from pipeline.infer.store import FeatureSet, ModelFeatures, oof_name
 from pipeline.retrieval.candidates import CandidateLists
-from pipeline.retrieval.retrieve import nearest, retrieve_checked
+from pipeline.retrieval.retrieve import retrieve
+from pipeline.retrieval.search import search_topk
 from pipeline.retrieval.validate import check_pair
 from pipeline.core.sections import RerankStageConfig
 from pipeline.core.params import StageParams
@@ -72,8 +73,8 @@ def with_plain_views(options: list[RerankOption], plain: bool) -> list[RerankOpt
 def model_candidates(query: FeatureSet, gallery: FeatureSet, cfg: RerankStageConfig, where: str) -> dict[str, CandidateLists]:
     """Every option's lists of one query and gallery set; ``where`` names the set in errors.
 
-    The features are checked once here and ``cfg`` (grid included) when it was read, so each
-    option runs on them unchecked. With ``rerank.local_weight`` > 0 every option's lists are
+    The features are checked here first, so a bad row names the set before any option runs
+    (each option's call checks them again: a scan, about 1 % of a re-ranking). With ``rerank.local_weight`` > 0 every option's lists are
     re-sorted by global + weighted AlignedReID local distance.
     """
     try:
@@ -87,10 +88,10 @@ def model_candidates(query: FeatureSet, gallery: FeatureSet, cfg: RerankStageCon
     for option in rerank_options(cfg):
         try:
             if option.name == RAW:
-                lists = nearest(q, g, cfg.candidates)
+                lists = CandidateLists(*search_topk(q, g, cfg.candidates))
             else:
                 setting = cfg if option.k1 is None else replace(cfg, k1=option.k1, k2=option.k2, lambda_value=option.lambda_value)
-                lists = retrieve_checked(q, g, setting)
+                lists = retrieve(q, g, setting)
             if cfg.local_weight:
                 # imported here: the local distance needs torch, which this stage otherwise never loads
                 from pipeline.retrieval.local_rescore import add_local_distance

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.core.errors import ConfigError
-from pipeline.retrieval.search import prepare_checked, search_prepared, unit_rows
+from pipeline.retrieval.search import search_topk, unit_rows
 from pipeline.retrieval.validate import check_features, check_k, check_pair
 
 
@@ -35,34 +35,28 @@ def _check_alpha(alpha: float) -> None:
 
 def average_query_expansion(query: np.ndarray, gallery: np.ndarray, k: int) -> np.ndarray:
     """Each query replaced by the normalised sum of itself and its k nearest gallery features."""
-    return expand_queries(*check_pair(query, gallery), k, None)
+    return _expand_queries(*check_pair(query, gallery), k, None)
 
 
 def alpha_query_expansion(query: np.ndarray, gallery: np.ndarray, k: int, alpha: float = 3.0) -> np.ndarray:
     """alpha-QE: neighbours weighted by max(cos, 0) ** alpha."""
-    return expand_queries(*check_pair(query, gallery), k, alpha)
+    _check_alpha(alpha)
+    return _expand_queries(*check_pair(query, gallery), k, alpha)
 
 
-def expand_queries(q: np.ndarray, g: np.ndarray, k: int, alpha: float | None) -> np.ndarray:
-    """QE of features that passed ``check_pair``: average QE (``alpha`` None) or alpha-QE."""
-    if alpha is not None:
-        _check_alpha(alpha)
-    idx, dist = search_prepared(*prepare_checked(q, g, "cosine"), k)
+def _expand_queries(q: np.ndarray, g: np.ndarray, k: int, alpha: float | None) -> np.ndarray:
+    idx, dist = search_topk(q, g, k)
     return _expand(q, g, idx, 1.0 - dist, alpha)
 
 
 def database_augmentation(gallery: np.ndarray, k: int, alpha: float | None = None) -> np.ndarray:
     """DBA: each gallery item expanded by its k nearest other gallery items (alpha: as alpha-QE)."""
-    return augment_database(check_features("gallery", gallery), k, alpha)
-
-
-def augment_database(g: np.ndarray, k: int, alpha: float | None = None) -> np.ndarray:
-    """``database_augmentation`` of gallery features that passed ``check_features``."""
+    g = check_features("gallery", gallery)
     check_k(k, g.shape[0] - 1, "database augmentation (other gallery items)")
     if alpha is not None:
         _check_alpha(alpha)
     unit = unit_rows("gallery", g)
-    idx, dist = search_prepared(unit, unit, k + 1)
+    idx, dist = search_topk(unit, unit, k + 1)
     # Drop each row's own index (usually first; a duplicate may precede it), else the last column.
     keep = idx != np.arange(g.shape[0])[:, None]
     keep[keep.all(axis=1), -1] = False

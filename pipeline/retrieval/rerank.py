@@ -4,6 +4,8 @@ pipeline.core.sections.RerankConfig)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,12 +19,9 @@ from pipeline.core.sections import check_rerank_params, rerank_neighbours
 def prepare_inputs(query: Any, gallery: Any, k1: int, k2: int, lambda_value: float) -> tuple[np.ndarray, np.ndarray]:
     """Validated knobs and features, for the public entry points."""
     check_rerank_params(k1, k2, lambda_value)
-    return check_pair(query, gallery)
-
-
-def check_neighbours(q: np.ndarray, g: np.ndarray, k1: int, k2: int) -> None:
-    """The neighbour lists must fit in queries + gallery (a size check, run on every call)."""
+    q, g = check_pair(query, gallery)
     check_k(rerank_neighbours(k1, k2), q.shape[0] + g.shape[0], "re-ranking: k1 + 1 (or k2) against queries + gallery")
+    return q, g
 
 
 def normalised_pair_distance(ops: Ops, x: Array, row_max: Array):
@@ -33,6 +32,36 @@ def normalised_pair_distance(ops: Ops, x: Array, row_max: Array):
         return kreciprocal.pair_sqdist(ops, x, sq_norm, rows, cols) / row_max[rows]
 
     return distance
+
+
+@dataclass
+class ReciprocalGraph:
+    """What exact and sparse re-ranking share: the neighbour pass and V of queries + gallery."""
+
+    ops: Ops
+    found: kreciprocal.Neighbours
+    pair_distance: Callable[[Array, Array], Array]  # row-normalised squared distance of pairs
+    v: kreciprocal.SparseRows
+
+
+def reciprocal_graph(
+    q: np.ndarray, g: np.ndarray, k1: int, k2: int, *, xp: str | Any | None, device: str, half: bool,
+    keep_original: bool = False, gallery_candidates: int = 0,
+) -> ReciprocalGraph:
+    """The shared set-up of both modes, on features and knobs ``prepare_inputs`` returned.
+
+    ``keep_original``: keep the dense query x gallery distance (exact mode, in V's dtype);
+    ``gallery_candidates``: each query's nearest gallery items by it (sparse mode).
+    """
+    ops = get_ops(xp, device)
+    store = "float16" if half else "float32"
+    x32, x_exact = stacked_features(ops, q, g, half)
+    found = kreciprocal.neighbour_pass(
+        ops, x32, x_exact, q.shape[0], rerank_neighbours(k1, k2),
+        keep_original=store if keep_original else None, gallery_candidates=gallery_candidates,
+    )
+    pair_distance = normalised_pair_distance(ops, x32, found.row_max)  # V weights: float32 is ample
+    return ReciprocalGraph(ops, found, pair_distance, kreciprocal.build_v(ops, found.nbr, k1, k2, pair_distance, store))
 
 
 def k_reciprocal_rerank(
@@ -54,31 +83,9 @@ def k_reciprocal_rerank(
     agreement with the reference is then about 2e-3. ``xp``/``device``: see backend.get_ops.
     """
     q, g = prepare_inputs(query, gallery, k1, k2, lambda_value)
-    return rerank_checked(q, g, k1, k2, lambda_value, xp=xp, device=device, half=half)
-
-
-def rerank_checked(
-    q: np.ndarray,
-    g: np.ndarray,
-    k1: int,
-    k2: int,
-    lambda_value: float,
-    *,
-    xp: str | Any | None = "auto",
-    device: str = "auto",
-    half: bool = False,
-) -> np.ndarray:
-    """``k_reciprocal_rerank`` of features that passed ``check_pair``, with knobs already checked."""
-    check_neighbours(q, g, k1, k2)
-    ops = get_ops(xp, device)
-    store = "float16" if half else "float32"
-    x32, x_exact = stacked_features(ops, q, g, half)
-    num_query = q.shape[0]
-    found = kreciprocal.neighbour_pass(ops, x32, x_exact, num_query, rerank_neighbours(k1, k2), keep_original=store)
-    pair_distance = normalised_pair_distance(ops, x32, found.row_max)  # V weights: float32 is ample
-    v = kreciprocal.build_v(ops, found.nbr, k1, k2, pair_distance, store)
-    final = kreciprocal.final_dense(ops, v, num_query, found.original, lambda_value)
-    return ops.to_numpy(final).astype(np.float32, copy=False)
+    graph = reciprocal_graph(q, g, k1, k2, xp=xp, device=device, half=half, keep_original=True)
+    final = kreciprocal.final_dense(graph.ops, graph.v, q.shape[0], graph.found.original, lambda_value)
+    return graph.ops.to_numpy(final).astype(np.float32, copy=False)
 
 
 def stacked_features(ops: Ops, q: np.ndarray, g: np.ndarray, half: bool) -> tuple[Array, Array | None]:
@@ -99,10 +106,8 @@ def jaccard_distance(
     x = check_features("features", features)
     n, neighbours = x.shape[0], rerank_neighbours(k1, k2)
     check_k(neighbours, n, "Jaccard distance: k1 + 1 (or k2) against the rows")
-    ops = get_ops(xp, device)
-    x32, x_exact = stacked_features(ops, x, x[:0], False)
-    found = kreciprocal.neighbour_pass(ops, x32, x_exact, 0, neighbours)
-    v = kreciprocal.build_v(ops, found.nbr, k1, k2, normalised_pair_distance(ops, x32, found.row_max), "float32")
+    graph = reciprocal_graph(x, x[:0], k1, k2, xp=xp, device=device, half=False)
+    ops, v = graph.ops, graph.v
     # V twice over (rows N..2N-1 repeat rows 0..N-1): the query x gallery block is then every pair
     nnz = v.rows.shape[0]
     both = kreciprocal.SparseRows(

@@ -17,10 +17,8 @@ from typing import Any
 import numpy as np
 
 from pipeline.retrieval import kreciprocal
-from pipeline.retrieval.backend import get_ops
-from pipeline.retrieval.rerank import check_neighbours, normalised_pair_distance, prepare_inputs, stacked_features
+from pipeline.retrieval.rerank import prepare_inputs, reciprocal_graph
 from pipeline.retrieval.validate import check_k
-from pipeline.core.sections import rerank_neighbours
 
 
 def sparse_rerank(
@@ -44,38 +42,14 @@ def sparse_rerank(
     ``k_reciprocal_rerank``.
     """
     q, g = prepare_inputs(query, gallery, k1, k2, lambda_value)
-    return sparse_checked(q, g, k1, k2, lambda_value, candidates, xp=xp, device=device, half=half)
-
-
-def sparse_checked(
-    q: np.ndarray,
-    g: np.ndarray,
-    k1: int,
-    k2: int,
-    lambda_value: float,
-    candidates: int,
-    *,
-    xp: str | Any | None = "auto",
-    device: str = "auto",
-    half: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``sparse_rerank`` of features that passed ``check_pair``, with knobs already checked."""
-    check_neighbours(q, g, k1, k2)
     check_k(candidates, g.shape[0], "sparse re-ranking: candidates against the gallery size")
-    ops = get_ops(xp, device)
-    store = "float16" if half else "float32"
-    x32, x_exact = stacked_features(ops, q, g, half)
-    num_query = q.shape[0]
-    found = kreciprocal.neighbour_pass(
-        ops, x32, x_exact, num_query, rerank_neighbours(k1, k2), gallery_candidates=candidates
-    )
-    pair_distance = normalised_pair_distance(ops, x32, found.row_max)  # V weights: float32 is ample
-    v = kreciprocal.build_v(ops, found.nbr, k1, k2, pair_distance, store)
+    graph = reciprocal_graph(q, g, k1, k2, xp=xp, device=device, half=half, gallery_candidates=candidates)
+    ops, found, pair_distance, num_query = graph.ops, graph.found, graph.pair_distance, q.shape[0]
     # Pairs with no common V support have Jaccard distance 1, so their final distance grows
     # with the original one: the nearest ``candidates`` by original distance cover them all.
     # Adding every pair with common support makes the best ``candidates`` those of exact mode.
-    support, overlap = kreciprocal.overlap_nonzero(ops, v, num_query)
-    del v
+    support, overlap = kreciprocal.overlap_nonzero(ops, graph.v, num_query)
+    del graph  # frees V
     # A sentinel first entry keeps the look-up below valid when no pair shares support.
     support = ops.concat([ops.zeros(1, "int64") - 1, support])
     overlap = ops.concat([ops.zeros(1, "float32"), overlap])

@@ -27,11 +27,8 @@ def unit_rows(name: str, x: np.ndarray) -> np.ndarray:
 
 
 def _prepare(query: Any, gallery: Any, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    return prepare_checked(*check_pair(query, gallery), metric)
-
-
-def prepare_checked(q: np.ndarray, g: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Features that passed ``check_pair``, as the search works on them: float32, unit rows for cosine."""
+    """Checked features as the search works on them: float32, unit rows for cosine."""
+    q, g = check_pair(query, gallery)
     if metric not in ("cosine", "euclidean"):
         raise ConfigError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
     if metric == "cosine":
@@ -99,13 +96,6 @@ def search_topk(
     importable (on the GPU with faiss-gpu and a GPU), else the exact chunked torch path.
     """
     q, g = _prepare(query, gallery, metric)
-    return search_prepared(q, g, k, metric, backend)
-
-
-def search_prepared(
-    q: np.ndarray, g: np.ndarray, k: int, metric: Metric = "cosine", backend: Backend = "auto"
-) -> tuple[np.ndarray, np.ndarray]:
-    """``search_topk`` on features that ``prepare_checked`` returned (no second check)."""
     check_k(k, g.shape[0], "search_topk (gallery size)")
     if backend not in ("auto", "faiss", "torch"):
         raise ConfigError(f"search backend must be 'auto', 'faiss' or 'torch', got {backend!r}")
