@@ -45,7 +45,7 @@ person: setup
 # quality: trainings on the demo / grocery / person sets, tens of minutes to hours on 2 cores.
 # The chain readers (compare_chains, compare_features, chain_fuse_choice, fuse_significance,
 # joint_rerank, oof_distractors) take a finished chain's folder and run by hand; gpu_check.sh
-# runs on a machine with a GPU.
+# runs on a machine with a GPU (its device plumbing, the wheels to carry, is in tools/).
 BENCH_SPEED := rerank rerank_sparse extract onnx train allocator stage_startup evaluate preprocess aligned_distance denoise
 BENCH_QUALITY := denoise_real pretrained_features pretrained_normalisation demo_calibration tricks tricks_report \
 	effnet_scratch aligned_mutual distill person

@@ -3,7 +3,7 @@
 # benchmarks (benchmarks/gpu_check_bench.py) in one command of at most 8 minutes.
 #
 # On a CUDA machine, from the repository root, with the packages it lacks carried as wheels
-# in .whl/ (fetch them here first: python benchmarks/gpu_check_wheels.py --download .whl):
+# in .whl/ (fetch them here first: python tools/gpu_wheels.py --download .whl):
 #     bash benchmarks/gpu_check.sh
 # On a CPU machine, to check the script itself (GPU tests skip, benchmarks at tiny sizes):
 #     bash benchmarks/gpu_check.sh --dry-run

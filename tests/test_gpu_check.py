@@ -12,9 +12,9 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "tools")]
 import gpu_check_bench  # noqa: E402
-import gpu_check_wheels  # noqa: E402
+import gpu_wheels  # noqa: E402
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU the GPU tests run instead of skipping")
@@ -70,21 +70,21 @@ def test_wheel_plan_rules():
     device = {"torch": "2.11.0", "numpy": "2.5.2", "huggingface-hub": "1.33.0", "pandas": None, "scipy": None}
     needed = {"torch": "2.13.0+cpu", "numpy": "2.4.6", "huggingface_hub": "2.4.0", "pandas": "3.1.1",
               "scipy": "1.17.1", "albumentations": "2.0.8", "retrieval-pipeline": "0.1.0"}
-    rows = {r.name: r for r in gpu_check_wheels.plan(needed, device)}
+    rows = {r.name: r for r in gpu_wheels.plan(needed, device)}
     assert "retrieval-pipeline" not in rows  # the project travels as the working tree
     assert {name for name, r in rows.items() if r.carry} == {"huggingface_hub", "pandas", "albumentations"}
     assert rows["albumentations"].why == "missing on the device"
     assert rows["huggingface_hub"].why == "another major version on the device"  # 2.x here, 1.x there
-    assert rows["pandas"].why == gpu_check_wheels.ALWAYS_CARRY["pandas"]
+    assert rows["pandas"].why == gpu_wheels.ALWAYS_CARRY["pandas"]
     assert rows["torch"].device == "2.11.0" and rows["scipy"].device == "yes"
 
 
 def test_device_list_and_the_projects_pins():
-    device = gpu_check_wheels.read_device_list()
+    device = gpu_wheels.read_device_list()
     assert device["python"] == "3.12.3" and device["torch"] == "2.11.0" and device["cupy-cuda13x"] == "14.2.0"
     assert "cupy-cuda12x" not in device and "faiss-gpu-cu12" not in device  # hence GPU_EXTRAS
-    pins = gpu_check_wheels.pinned()
-    carried = {r.name for r in gpu_check_wheels.plan(pins, device) if r.carry}
+    pins = gpu_wheels.pinned()
+    carried = {r.name for r in gpu_wheels.plan(pins, device) if r.carry}
     assert {"albumentations", "dvc", "dvclive", "faiss-cpu", "pytorch-metric-learning", "pandas", "timm"} <= carried
     assert not carried & {"torch", "numpy", "scipy", "opencv-python-headless", "pillow", "PyYAML"}
 
@@ -93,4 +93,4 @@ def test_device_list_errors_name_the_line(tmp_path):
     path = tmp_path / "device.txt"
     path.write_text("# comment\ntorch 2.11.0\nnumpy 2.5.2 extra\n")
     with pytest.raises(ValueError, match=r"device.txt:3: expected 'name \[version\]'"):
-        gpu_check_wheels.read_device_list(path)
+        gpu_wheels.read_device_list(path)

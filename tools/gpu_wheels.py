@@ -1,6 +1,6 @@
 """Which Python packages the GPU check must carry to the device machine as wheels.
 
-The device runs the check under its own python3 and packages (benchmarks/gpu_check_device.txt,
+The device runs the check under its own python3 and packages (tools/gpu_device.txt,
 copied from the device library's KINDS.md); a package it lacks travels as a wheel in .whl/,
 at most 64 MiB a call with the working tree. What the check needs is measured, not listed by
 hand: ``--probe`` imports what the GPU tests and benchmarks import and runs the lazy imports
@@ -11,8 +11,8 @@ installed distribution of every loaded module. Each needed distribution is then:
 - carried (this machine's version, which the tests pass with) when the device lacks it, when
   both versions are known and their major versions differ, or when it is in ALWAYS_CARRY.
 
-    python benchmarks/gpu_check_wheels.py              # the table (markdown) and the wheel list
-    python benchmarks/gpu_check_wheels.py --download .whl   # fetch the wheels for the device
+    python tools/gpu_wheels.py              # the table (markdown) and the wheel list
+    python tools/gpu_wheels.py --download .whl   # fetch the wheels for the device
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-DEVICE_LIST = BENCH / "gpu_check_device.txt"
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+DEVICE_LIST = Path(__file__).resolve().parent / "gpu_device.txt"
 LIMIT = 64 * 2**20  # what travels with one device call: the working tree plus the wheels
 # The project itself travels as the working tree; pip's own tooling is not imported at run time.
 SKIP = {"retrieval-pipeline", "pip", "setuptools", "wheel"}
