@@ -42,16 +42,33 @@ def describe_machine(**versions: str) -> str:
 
 
 def variant_recipe(base: dict, changes: str) -> dict:
-    """``base`` with ``"a.b=value, c.d=value"`` applied (values read as YAML)."""
+    """``base`` with ``"a.b=value, c.d=[1, 2]"`` applied (values read as YAML; commas inside
+    brackets belong to the value)."""
     recipe = copy.deepcopy(base)
-    for change in filter(None, (c.strip() for c in changes.split(","))):
-        key, _, value = change.partition("=")
+    for change in filter(None, (c.strip() for c in _top_level_split(changes))):
+        key, sign, value = change.partition("=")
+        if not sign or not key.strip():
+            raise SystemExit(f"variant change {change!r}: expected key.path=value")
         *parents, leaf = key.strip().split(".")
         node = recipe
         for parent in parents:
             node = node.setdefault(parent, {})
-        node[leaf] = yaml.safe_load(value)
+        try:
+            node[leaf] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            raise SystemExit(f"variant change {change!r}: the value is not YAML ({error.problem})") from error
     return recipe
+
+
+def _top_level_split(changes: str) -> list[str]:
+    """``changes`` split at the commas outside brackets and braces."""
+    parts, depth, start = [], 0, 0
+    for pos, char in enumerate(changes):
+        depth += (char in "[{") - (char in "]}")
+        if char == "," and depth == 0:
+            parts.append(changes[start:pos])
+            start = pos + 1
+    return parts + [changes[start:]]
 
 
 def checkpoint_test_scores(checkpoint: Path, cache: Path) -> dict[str, float]:
