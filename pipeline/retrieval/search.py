@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Literal
 
 import numpy as np
 
 from pipeline.core.errors import ConfigError, DataError
-from pipeline.retrieval.backend import faiss_module
 from pipeline.retrieval.validate import check_features, check_k, check_pair
 
 Metric = Literal["cosine", "euclidean"]
@@ -34,6 +34,13 @@ def _prepare(query: Any, gallery: Any, metric: str) -> tuple[np.ndarray, np.ndar
     if metric == "cosine":
         return unit_rows("query", q), unit_rows("gallery", g)
     return np.ascontiguousarray(q, dtype=np.float32), np.ascontiguousarray(g, dtype=np.float32)
+
+
+def _faiss() -> Any | None:
+    try:
+        return importlib.import_module("faiss")
+    except ImportError:
+        return None
 
 
 def _search_faiss(faiss: Any, q: np.ndarray, g: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -92,7 +99,7 @@ def search_topk(
     check_k(k, g.shape[0], "search_topk (gallery size)")
     if backend not in ("auto", "faiss", "torch"):
         raise ConfigError(f"search backend must be 'auto', 'faiss' or 'torch', got {backend!r}")
-    faiss = faiss_module() if backend in ("auto", "faiss") else None
+    faiss = _faiss() if backend in ("auto", "faiss") else None
     if backend == "faiss" and faiss is None:
         raise ConfigError("search backend 'faiss' asked for, but faiss is not installed")
     if faiss is not None:
