@@ -45,7 +45,6 @@ from pipeline.adapt.rounds import adapt_model, pseudo_labels_path, round_dir, ta
 from pipeline.adapt.target import target_images
 from pipeline.core.allocator import keep_freed_memory
 from pipeline.data.cache import open_split
-from pipeline.core.errors import DataError
 from pipeline.core.io_utils import write_json, write_text
 from pipeline.core.params import FoldDir
 from pipeline.core.sections import AdaptConfig, height_width
@@ -56,6 +55,8 @@ from pipeline.train.recipe import Recipe, load_recipe
 RESULTS = Path(__file__).parent / "results" / "adapt.md"
 RADII = ({"rho": 1.6e-3}, {"rho": 5e-3}, {"rho": 1.6e-2}, {"eps": 0.5}, {"eps": 0.6}, {"eps": 0.7})
 SCORES = ("multi/rank1", "multi/rank5", "multi/rank10", "multi/rank20", "multi/mAP", "multi/mINP", "single/rank1", "single/mAP")
+# the adapt section's knobs the command line sets (the others: the stage's own)
+KNOBS = ("rounds", "epochs", "lr", "k1", "k2", "eps", "rho", "min_samples", "min_clusters")
 
 
 def digest(*parts: object) -> str:
@@ -110,11 +111,12 @@ def run_setting(args: argparse.Namespace, setting: str, seed: int, cfg: AdaptCon
     out = FoldDir(args.work / "adapt" / run_name)
     print(f"{setting} seed {seed}: adapting to {len(images)} images in {out.root}", flush=True)
     started = time.perf_counter()
-    try:
-        history = adapt_model(source, images, cfg, out, model_name="source", fold=args.fold)
-    except DataError as error:  # e.g. too few clusters in some round: the rounds before it still count
-        result["stopped"] = str(error)
-        history = []
+    history = adapt_model(source, images, cfg, out, model_name="source", fold=args.fold)
+    stop = [entry for entry in history if "stopped" in entry]
+    if stop:  # the rounds before it still count
+        result["stopped"] = (f"round {stop[0]['round']:.0f} found {stop[0]['clusters']:.0f} clusters "
+                             f"({100 * stop[0]['noise_fraction']:.1f} % noise), fewer than min_clusters {cfg.min_clusters}: "
+                             "the rounds stopped, the model that round started from is the result")
     result["adapt_minutes"] = (time.perf_counter() - started) / 60  # of this call: a resumed run counts only what it redid
     eps = {int(entry["round"]): entry["eps"] for entry in history}
     for number in range(1, cfg.rounds + 1):
@@ -189,8 +191,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--fold", type=int, default=0)
     defaults = AdaptConfig(models=[])
-    for name in ("rounds", "epochs", "lr", "k1", "k2", "eps", "rho", "min_samples"):
-        kind = int if name in ("rounds", "epochs", "k1", "k2", "min_samples") else float
+    for name in KNOBS:
+        kind = int if name in ("rounds", "epochs", "k1", "k2", "min_samples", "min_clusters") else float
         flag = "--adapt-epochs" if name == "epochs" else f"--{name.replace('_', '-')}"
         parser.add_argument(flag, dest=f"adapt_{name}", type=kind, default=getattr(defaults, name),
                             help=f"adapt.{name} (default {getattr(defaults, name)})")
@@ -206,8 +208,7 @@ def main() -> None:
     unknown = [s for s in args.settings if s not in collections]
     if unknown:
         raise SystemExit(f"unknown setting {unknown[0]!r}: choose from {', '.join(sorted(collections))}")
-    cfg = AdaptConfig(models=["source"], **{name: getattr(args, f"adapt_{name}") for name in
-                                            ("rounds", "epochs", "lr", "k1", "k2", "eps", "rho", "min_samples")})
+    cfg = AdaptConfig(models=["source"], **{name: getattr(args, f"adapt_{name}") for name in KNOBS})
     cfg.validate()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("pipeline.adapt").setLevel(logging.INFO)

@@ -155,7 +155,7 @@ def target_set(seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(base[identities] + rng.normal(0, 40, (36, 16, 16, 3)), 0, 255).astype(np.uint8), identities
 
 
-CFG = AdaptConfig(models=["tiny"], rounds=2, epochs=1, k1=5, k2=2, eps=0.5, min_samples=3)
+CFG = AdaptConfig(models=["tiny"], rounds=2, epochs=1, k1=5, k2=2, eps=0.5, min_samples=3, min_clusters=2)
 
 
 @pytest.fixture(scope="module")
@@ -227,16 +227,44 @@ def test_rounds_write_trains_layout_log_the_clusters_and_resume_exactly(tmp_path
                 torch.load(tmp_path / "a" / "checkpoints" / "best.pt", weights_only=True)["model"])
 
 
-def test_too_few_clusters_is_an_error_naming_the_knobs(tmp_path, source):
+def test_too_few_clusters_in_round_one_keeps_the_source_model_and_says_why(tmp_path, source, caplog):
     images, _ = target_set()
-    tight = dataclasses.replace(CFG, eps=1e-6)
-    with pytest.raises(DataError, match=r"round 1: DBSCAN found 0 cluster\(s\).*raise adapt.eps"):
-        adapt_model(source, images, tight, FoldDir(tmp_path), model_name="tiny", fold=0)
+    tight = dataclasses.replace(CFG, eps=1e-6)  # every image its own noise point: 0 clusters
+    history = adapt_model(source, images, tight, FoldDir(tmp_path), model_name="tiny", fold=0)
+    assert len(history) == 1 and history[0]["stopped"] == 1.0 and history[0]["clusters"] == 0
+    assert "fewer than adapt.min_clusters 2" in caplog.text and "raise adapt.eps" in caplog.text
+    assert not round_dir(FoldDir(tmp_path), 1).root.exists()  # nothing was trained
+    adapted = torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True)
+    assert_same(adapted["model"], torch.load(source, weights_only=True)["model"])
+    assert adapted["meta"]["adapt_rounds"] == 0 and adapted["meta"]["adapted_from"] == str(source)
+
+
+def test_a_round_below_min_clusters_ends_the_rounds_with_the_last_trained_model(tmp_path, source, monkeypatch):
+    """Planted clusterings: round 1 finds 3 clusters (trains), round 2 finds 2, below a floor of 3."""
+    images, identities = target_set()
+    planted = iter([identities % 3, identities % 2, identities % 3])
+    real_cluster = rounds.cluster_features
+
+    def cluster_as_planted(features, **knobs):
+        found = real_cluster(features, **knobs)
+        return dataclasses.replace(found, labels=next(planted).astype(np.int64))
+
+    monkeypatch.setattr(rounds, "cluster_features", cluster_as_planted)
+    cfg = dataclasses.replace(CFG, rounds=3, min_clusters=3)
+    history = adapt_model(source, images, cfg, FoldDir(tmp_path), model_name="tiny", fold=0)
+    assert [entry["clusters"] for entry in history] == [3.0, 2.0]
+    assert "stopped" not in history[0] and history[1]["stopped"] == 1.0
+    assert not round_dir(FoldDir(tmp_path), 2).root.exists() and not round_dir(FoldDir(tmp_path), 3).root.exists()
+    adapted = torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True)
+    assert_same(adapted["model"], torch.load(round_dir(FoldDir(tmp_path), 1).best, weights_only=True)["model"])
+    assert adapted["meta"]["adapt_rounds"] == 1
 
 
 def test_config_refuses_bad_knobs():
     with pytest.raises(ValueError, match="min_samples must be at least 2"):
         AdaptConfig(models=[], min_samples=1).validate()
+    with pytest.raises(ValueError, match="min_clusters must be at least 2"):
+        AdaptConfig(models=[], min_clusters=1).validate()
     with pytest.raises(ValueError, match=r"eps must be in \(0, 1\]"):
         AdaptConfig(models=[], eps=1.5).validate()
     with pytest.raises(ValueError, match="k1 must be a positive integer"):

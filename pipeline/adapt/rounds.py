@@ -5,7 +5,9 @@ Round r = 1 .. rounds:
 1. the current model (round 1: the trained source model) embeds every target image, one plain view;
 2. DBSCAN on the k-reciprocal Jaccard distance gives pseudo-labels (``pipeline.adapt.cluster``);
    ``eps`` is set in round 1 (configured, or MMT's rho rule) and kept, as MMT does, so every
-   round is clustered with the same radius;
+   round is clustered with the same radius; fewer than ``min_clusters`` clusters end the rounds
+   there, the model that round started from being the result (too few pseudo-identities to
+   fine-tune on: benchmarks/results/adapt_ilid.md);
 3. the noise images are left out and the training loop fine-tunes on the rest: the source
    recipe's PK sampler, losses and augmentation, every weight from the current model except the
    classifier, which is new, one row per cluster, started at the L2-normalised cluster centres
@@ -13,7 +15,7 @@ Round r = 1 .. rounds:
 
 Layout under ``out`` (train's layout, so extract reads it as any trained fold model)::
 
-    out/checkpoints/best.pt                the last round's model
+    out/checkpoints/best.pt                the last trained round's model (the source's if none)
     out/rounds/round<r>/                   that round's training run (``fit``'s layout)
     out/rounds/round<r>/pseudo_labels.npy  its pseudo-labels: row i = target image i, -1 = noise
 
@@ -137,7 +139,9 @@ def adapt_model(
 ) -> list[dict[str, float]]:
     """Adapt the trained model ``source`` (a best.pt) to ``images`` (N, H, W, 3) uint8 without
     labels; writes ``out`` (module docstring) and returns each round's record: clusters, noise
-    fraction, images kept, largest cluster, eps and the round's last training loss."""
+    fraction, images kept, largest cluster, eps and the round's last training loss. A round that
+    finds fewer than ``cfg.min_clusters`` clusters trains nothing and ends the list (its record
+    has ``stopped``: 1): the model it started from is the result."""
     info = info or DistInfo()
     state = load_checkpoint(source)
     try:
@@ -152,12 +156,15 @@ def adapt_model(
         record = {"round": float(number), **clustering.summary()}
         log.info("%s fold %d round %d: %d clusters, %.1f %% noise (eps %.4f)", model_name, fold, number,
                  clustering.num_clusters, 100 * clustering.noise_fraction, eps)
-        if clustering.num_clusters < 2:
-            raise DataError(
-                f"{out.root}: round {number}: DBSCAN found {clustering.num_clusters} cluster(s) at eps {eps:.4f} "
-                f"({clustering.noise_fraction:.0%} noise), too few to fine-tune on: raise adapt.eps (or adapt.rho) "
-                "or lower adapt.min_samples"
+        if clustering.num_clusters < cfg.min_clusters:
+            log.warning(
+                "%s fold %d round %d: %d cluster(s) at eps %.4f (%.0f %% noise), fewer than adapt.min_clusters %d: "
+                "the rounds stop and the model this round started from is kept (raise adapt.eps or adapt.rho, or "
+                "lower adapt.min_samples, to cluster more)", model_name, fold, number, clustering.num_clusters, eps,
+                100 * clustering.noise_fraction, cfg.min_clusters,
             )
+            history.append({**record, "stopped": 1.0})
+            break
         run = round_dir(out, number)
         if info.is_main:
             with atomic_path(pseudo_labels_path(out, number)) as tmp, open(tmp, "wb") as handle:
@@ -173,6 +180,7 @@ def adapt_model(
         current = run.best
     if info.is_main:
         final = load_checkpoint(current)
-        final["meta"] = {**final["meta"], "adapted_from": str(source), "adapt_rounds": cfg.rounds}
+        trained_rounds = sum("stopped" not in entry for entry in history)
+        final["meta"] = {**final["meta"], "adapted_from": str(source), "adapt_rounds": trained_rounds}
         save_checkpoint(out.best, final)
     return history

@@ -320,6 +320,9 @@ class AdaptConfig:
     eps: float | None = None  # DBSCAN radius; None: from rho in round 1, then kept (MMT)
     rho: float = 1.6e-3  # the share of smallest pairwise distances whose mean is eps (MMT)
     min_samples: int = 4  # DBSCAN: neighbours within eps (self included) that make a core image
+    # a round whose clustering finds fewer pseudo-identities stops the rounds and keeps the model it
+    # started from: fine-tuning on 2-5 clusters lost 14.6 rank-1 points (benchmarks/results/adapt_ilid.md)
+    min_clusters: int = 8
     batch_size: int = 128  # feature extraction of the target
 
     def validate(self) -> None:
@@ -338,6 +341,8 @@ class AdaptConfig:
             raise ValueError(f"rho must be in (0, 1), got {self.rho}")
         if self.min_samples < 2:
             raise ValueError(f"min_samples must be at least 2 (a cluster needs a positive pair), got {self.min_samples}")
+        if self.min_clusters < 2:
+            raise ValueError(f"min_clusters must be at least 2 (a classifier needs two classes), got {self.min_clusters}")
 
     def check_models(self, train_models: list[str], source: str = "params.yaml") -> None:
         """Every adapted model must be one the chain trains (its checkpoints are the source)."""
