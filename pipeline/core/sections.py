@@ -361,6 +361,10 @@ class RerankConfig:
     k2: int = 6
     lambda_value: float = 0.3
     candidates: int = 100  # size of the output candidate lists (and of sparse mode's top-k lists)
+    # sparse mode's neighbour lists: the exact N x N pass, or faiss IVF searches for sizes where
+    # that pass is too slow (1M images: an hour on 2 cores; pipeline/retrieval/ann.py)
+    neighbour_search: Literal["exact", "ivf"] = "exact"
+    ivf_probe: int = 32  # IVF lists searched per image (of 4 sqrt(N))
     half_precision: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
     query_expansion: Literal["none", "average", "alpha"] = "none"
@@ -378,6 +382,12 @@ class RerankConfig:
             raise ValueError(f"query_expansion must be 'none', 'average' or 'alpha', got {self.query_expansion!r}")
         if self.candidates < 1:
             raise ValueError(f"candidates must be >= 1, got {self.candidates}")
+        if self.neighbour_search not in ("exact", "ivf"):
+            raise ValueError(f"neighbour_search must be 'exact' or 'ivf', got {self.neighbour_search!r}")
+        if self.neighbour_search == "ivf" and self.mode != "sparse":
+            raise ValueError("neighbour_search 'ivf' needs mode 'sparse' (exact mode keeps the whole N x N product)")
+        if self.ivf_probe < 1:
+            raise ValueError(f"ivf_probe must be >= 1, got {self.ivf_probe}")
         if self.qe_k < 1:
             raise ValueError(f"qe_k must be >= 1, got {self.qe_k}")
         if self.qe_alpha < 0:

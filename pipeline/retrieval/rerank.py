@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.retrieval import kreciprocal
+from pipeline.retrieval.ann import IVFSearch, ivf_neighbour_pass
 from pipeline.retrieval.backend import Array, Ops, get_ops
 from pipeline.retrieval.validate import check_features, check_k, check_pair
 from pipeline.core.sections import check_rerank_params, rerank_neighbours
@@ -46,20 +47,27 @@ class ReciprocalGraph:
 
 def reciprocal_graph(
     q: np.ndarray, g: np.ndarray, k1: int, k2: int, *, xp: str | Any | None, device: str, half: bool,
-    keep_original: bool = False, gallery_candidates: int = 0,
+    keep_original: bool = False, gallery_candidates: int = 0, ivf: IVFSearch | None = None,
 ) -> ReciprocalGraph:
     """The shared set-up of both modes, on features and knobs ``prepare_inputs`` returned.
 
     ``keep_original``: keep the dense query x gallery distance (exact mode, in V's dtype);
-    ``gallery_candidates``: each query's nearest gallery items by it (sparse mode).
+    ``gallery_candidates``: each query's nearest gallery items by it (sparse mode); ``ivf``:
+    take the neighbour lists from faiss IVF searches instead of the exact pass (sparse mode,
+    pipeline/retrieval/ann.py).
     """
     ops = get_ops(xp, device)
     store = "float16" if half else "float32"
-    x32, x_exact = stacked_features(ops, q, g, half)
-    found = kreciprocal.neighbour_pass(
-        ops, x32, x_exact, q.shape[0], rerank_neighbours(k1, k2),
-        keep_original=store if keep_original else None, gallery_candidates=gallery_candidates,
-    )
+    width = rerank_neighbours(k1, k2)
+    if ivf is None:
+        x32, x_exact = stacked_features(ops, q, g, exact_order=not half)
+        found = kreciprocal.neighbour_pass(
+            ops, x32, x_exact, q.shape[0], width,
+            keep_original=store if keep_original else None, gallery_candidates=gallery_candidates,
+        )
+    else:
+        x32, _ = stacked_features(ops, q, g, exact_order=False)
+        found = ivf_neighbour_pass(ops, ops.to_numpy(x32), q.shape[0], width, gallery_candidates, ivf)
     pair_distance = normalised_pair_distance(ops, x32, found.row_max)  # V weights: float32 is ample
     return ReciprocalGraph(ops, found, pair_distance, kreciprocal.build_v(ops, found.nbr, k1, k2, pair_distance, store))
 
@@ -88,11 +96,11 @@ def k_reciprocal_rerank(
     return graph.ops.to_numpy(final).astype(np.float32, copy=False)
 
 
-def stacked_features(ops: Ops, q: np.ndarray, g: np.ndarray, half: bool) -> tuple[Array, Array | None]:
-    """Queries then gallery, as float32 (for the dense pass) and float64 (exact order; not in half mode)."""
+def stacked_features(ops: Ops, q: np.ndarray, g: np.ndarray, exact_order: bool) -> tuple[Array, Array | None]:
+    """Queries then gallery, as float32 (for the dense pass) and, for ``exact_order``, float64."""
     x = np.concatenate([q, g])
     x32 = ops.asarray(x.astype(np.float32, copy=False), "float32")
-    return x32, None if half else ops.asarray(x.astype(np.float64, copy=False), "float64")
+    return x32, ops.asarray(x.astype(np.float64, copy=False), "float64") if exact_order else None
 
 
 def jaccard_distance(

@@ -8,6 +8,8 @@ a larger original distance, so it ranks below those). The neighbour lists,
 row maxima and candidates come from one streamed pass over (rows x N) distance blocks rather
 than from ``search_topk``: the published normalisation needs every row's largest distance,
 which a k-NN search does not give, and one pass costs one N x N product instead of two.
+Past a few hundred thousand images that product is the cost (an hour at 1M, 256-d, on 2
+cores): ``ivf`` takes the lists from faiss IVF searches instead (pipeline/retrieval/ann.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.retrieval import kreciprocal
+from pipeline.retrieval.ann import IVFSearch
 from pipeline.retrieval.rerank import prepare_inputs, reciprocal_graph
 from pipeline.retrieval.validate import check_k
 
@@ -32,6 +35,7 @@ def sparse_rerank(
     xp: str | Any | None = "auto",
     device: str = "auto",
     half: bool = False,
+    ivf: IVFSearch | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Re-ranked candidate lists: (gallery indices (Nq, candidates) int64, distances float32).
 
@@ -39,11 +43,13 @@ def sparse_rerank(
     exact mode's best ``candidates`` with exact mode's distances, given the same neighbour
     lists (both modes share them; see kreciprocal.neighbour_pass). Memory grows as N * (k +
     candidates + common-support pairs per query), never N^2. Arguments as for
-    ``k_reciprocal_rerank``.
+    ``k_reciprocal_rerank``; ``ivf``: the neighbour lists, candidates and row maxima from faiss
+    IVF searches and a column sample instead (pipeline/retrieval/ann.py), for sizes where the
+    exact pass's N x N product is too slow: the lists are then exact mode's on those neighbours.
     """
     q, g = prepare_inputs(query, gallery, k1, k2, lambda_value)
     check_k(candidates, g.shape[0], "sparse re-ranking: candidates against the gallery size")
-    graph = reciprocal_graph(q, g, k1, k2, xp=xp, device=device, half=half, gallery_candidates=candidates)
+    graph = reciprocal_graph(q, g, k1, k2, xp=xp, device=device, half=half, gallery_candidates=candidates, ivf=ivf)
     ops, found, pair_distance, num_query = graph.ops, graph.found, graph.pair_distance, q.shape[0]
     # Pairs with no common V support have Jaccard distance 1, so their final distance grows
     # with the original one: the nearest ``candidates`` by original distance cover them all.

@@ -7,6 +7,7 @@ import numpy as np
 
 from pipeline.core.errors import ConfigError
 from pipeline.core.sections import RerankConfig
+from pipeline.retrieval.ann import IVFSearch
 from pipeline.retrieval.candidates import CandidateLists
 from pipeline.retrieval.expansion import alpha_query_expansion, average_query_expansion, database_augmentation
 from pipeline.retrieval.rerank import k_reciprocal_rerank
@@ -43,7 +44,8 @@ def retrieve(query: np.ndarray, gallery: np.ndarray, config: RerankConfig) -> Ca
     options = dict(xp="auto", device=config.device, half=config.half_precision)
     knobs = (config.k1, config.k2, config.lambda_value)
     if config.mode == "sparse":
-        return CandidateLists(*sparse_rerank(query, gallery, *knobs, config.candidates, **options))
+        ivf = IVFSearch(probe=config.ivf_probe) if config.neighbour_search == "ivf" else None
+        return CandidateLists(*sparse_rerank(query, gallery, *knobs, config.candidates, **options, ivf=ivf))
     full = k_reciprocal_rerank(query, gallery, *knobs, **options)
     idx = rank_rows(full, config.candidates)
     return CandidateLists(idx, np.take_along_axis(full, idx, 1))
