@@ -163,6 +163,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", type=Path, default=Path("configs/person_lite0.yaml"))
     parser.add_argument("--variant", action="append", default=[], help='"name: key=value, key=value" (YAML values)')
+    parser.add_argument("--common", default="", help='"key=value, key=value" applied to every variant (e.g. a GPU run\'s workers and amp)')
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--fold", type=int, default=0)
     parser.add_argument("--leave-out", choices=["3dpes", "caviar4reid", "ilid", "towncentre", "sarc3d"])
@@ -185,7 +186,7 @@ def main() -> None:
     for seed in args.seeds:
         for name, changes in variants.items():
             key = f"{name}|{seed}"
-            recipe_dict = variant_recipe(base, changes + f", train.seed={seed}")
+            recipe_dict = variant_recipe(base, ", ".join(c for c in (args.common, changes) if c) + f", train.seed={seed}")
             recipe = from_mapping(Recipe, recipe_dict, f"{args.base} ({name})")
             if key in runs and runs[key].get("recipe") == recipe_dict:
                 continue
