@@ -27,11 +27,17 @@ ROOT = Path(__file__).resolve().parents[1]
 DIM = 256
 
 
-def clustered(n: int, dim: int, seed: int) -> np.ndarray:
+def clustered_labelled(n: int, dim: int, seed: int, spread: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
+    """(n, dim) L2-normalised float32 points around n // 10 random centres, and each point's centre."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(max(1, n // 10), dim))
-    x = centres[rng.integers(0, centres.shape[0], n)] + 0.6 * rng.normal(size=(n, dim))
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    labels = rng.integers(0, centres.shape[0], n)
+    x = centres[labels] + spread * rng.normal(size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), labels
+
+
+def clustered(n: int, dim: int, seed: int) -> np.ndarray:
+    return clustered_labelled(n, dim, seed)[0]
 
 
 def worker(method: str, data: Path, out: Path, num_query: int, extra: list[str]) -> None:
@@ -51,11 +57,14 @@ def worker(method: str, data: Path, out: Path, num_query: int, extra: list[str])
 
         def run(q, g):
             return k_reciprocal_rerank(q, g, xp="numpy")
-    else:  # sparse: (indices, distances)
+    else:  # sparse [candidates] or sparse-ivf [candidates, probe]: (indices, distances)
+        from pipeline.retrieval.ann import IVFSearch
         from pipeline.retrieval.rerank_sparse import sparse_rerank
 
+        ivf = IVFSearch(probe=int(extra[1])) if method == "sparse-ivf" else None
+
         def run(q, g):
-            return sparse_rerank(q, g, candidates=min(int(extra[0]), g.shape[0]), xp="numpy")
+            return sparse_rerank(q, g, candidates=min(int(extra[0]), g.shape[0]), xp="numpy", ivf=ivf)
     run(q[:30], g[:60])  # warm-up: lazy imports and library start-up are not the algorithm
     base = psutil.Process().memory_info().rss
     seconds = float("inf")
